@@ -787,3 +787,74 @@ func TestCaptureReplay(t *testing.T) {
 		}
 	}
 }
+
+func TestCaptureInterfaceDownAndRemoved(t *testing.T) {
+	requireRoot(t)
+	srv, cli := newVethPair(t)
+	startResponder(t, srv, "[::]:53")
+	var c *capture
+	if err := inNetns(srv, func() (err error) {
+		c, err = openCapture(captureConfig{interfaces: []string{"vs"}, bufferSize: ringDefaultBufferSize, port: 53})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	pl := newTestPipeline(false)
+	stop := make(chan struct{})
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- c.run(pl, stop) }()
+
+	// Down and up again: the kernel reports ENETDOWN, capture goes on.
+	// Taking the link down flushes its IPv6 address and routes.
+	runCmd(t, "ip", "-n", srv, "link", "set", "vs", "down")
+	runCmd(t, "ip", "-n", srv, "link", "set", "vs", "up")
+	for _, c := range [][]string{
+		{"-n", srv, "-6", "addr", "replace", "2001:db8::1/64", "dev", "vs", "nodad"},
+		{"-n", srv, "route", "replace", "198.51.100.0/24", "dev", "vs"},
+		{"-n", srv, "-6", "route", "replace", "2001:db8:1::/64", "dev", "vs"},
+		{"-n", cli, "route", "replace", "192.0.2.0/24", "dev", "vc"},
+		{"-n", cli, "-6", "route", "replace", "2001:db8::/64", "dev", "vc"},
+	} {
+		runCmd(t, "ip", c...)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("run returned after down/up: %v", err)
+	case <-time.After(2 * ringPollMs * time.Millisecond):
+	}
+	want := sendPlan(t, cli, testPlan("192.0.2.1", "2001:db8::1"))
+	waitReceived(t, pl, uint64(want.seen))
+	if got := pl.stats.received.Load(); got != uint64(want.seen) {
+		t.Errorf("received after down/up = %d, want %d", got, want.seen)
+	}
+
+	// Removed: run ends with an error naming the interface.
+	runCmd(t, "ip", "-n", srv, "link", "del", "vs")
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, errInterfaceGone) || !strings.Contains(err.Error(), "vs") {
+			t.Errorf("run after the interface was removed = %v, want %v naming vs", err, errInterfaceGone)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("run still running 5 s after its interface was removed")
+	}
+}
+
+func TestCaptureStopLatency(t *testing.T) {
+	requireRoot(t)
+	ns := newNetns(t, "stop")
+	_, stop := startCapture(t, ns, captureConfig{bufferSize: ringDefaultBufferSize, port: 53})
+	start := time.Now()
+	stop() // fails the test if run does not return within 5 s
+	if d := time.Since(start); d > 2*ringPollMs*time.Millisecond {
+		t.Errorf("run took %v to notice stop, want at most %v", d, 2*ringPollMs*time.Millisecond)
+	}
+}

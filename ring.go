@@ -63,7 +63,7 @@ const (
 	// at the stop channel and the kernel statistics again.
 	ringPollMs = 200
 	// ringStatsEveryNs is how often a reader folds PACKET_STATISTICS
-	// into the dropped counter.
+	// into the dropped counter and checks that its interface still exists.
 	ringStatsEveryNs = 1e9
 )
 
@@ -521,6 +521,9 @@ func (r *ring) read(pl *pipeline, quit <-chan struct{}) error {
 			if err := r.readStats(pl.stats); err != nil {
 				return err
 			}
+			if err := r.checkBound(); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -538,14 +541,20 @@ func (r *ring) blockStatus(i int) *uint32 {
 	return (*uint32)(unsafe.Pointer(&r.mem[off : off+tpStatusLen][0]))
 }
 
-// socketError reads and clears the socket's pending error after POLLERR.
-// The kernel reports ENETDOWN when the bound interface goes down (capture
-// resumes when it comes back up) and when it is deleted (the socket is then
-// unbound: an error for a named interface).
+// socketError reads and clears the socket's pending error after POLLERR:
+// the kernel reports ENETDOWN when the bound interface goes down. Capture
+// resumes by itself when it comes back up.
 func (r *ring) socketError() error {
 	if _, err := unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil {
 		return r.wrap("getsockopt SO_ERROR", err)
 	}
+	return nil
+}
+
+// checkBound returns errInterfaceGone when the named interface the socket
+// is bound to was deleted: the kernel then unbinds the socket (its
+// ifindex becomes -1) and it will never receive again.
+func (r *ring) checkBound() error {
 	if !r.named {
 		return nil
 	}
