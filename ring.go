@@ -113,12 +113,16 @@ type captureConfig struct {
 	interfaces []string // -capture.interface; empty = all, through one socket
 	bufferSize int      // -capture.buffer-size: ring bytes per socket
 	port       uint16   // -dnstt.port, for the in-kernel filter
+	// clock is the sessions' clock (monotonic ns), read once per ring
+	// block; nil means monotonicNow.
+	clock func() int64
 }
 
 // capture is a set of open packet rings, one per captured interface (or
 // one for all). Build it with openCapture, read it with run, then close.
 type capture struct {
 	rings []*ring
+	clock func() int64 // captureConfig.clock
 }
 
 // ring is one AF_PACKET socket and its mapped TPACKET_V3 receive ring.
@@ -132,8 +136,8 @@ type ring struct {
 	next      int    // the next block to read; reader goroutine only
 }
 
-// monotonicNow returns CLOCK_MONOTONIC in ns: the sessions' clock in live
-// mode. The ring reader reads it once per block.
+// monotonicNow returns CLOCK_MONOTONIC in ns, the clock of a capture
+// opened without one.
 func monotonicNow() int64 {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
@@ -317,7 +321,10 @@ func openCapture(cfg captureConfig) (*capture, error) {
 	if len(names) == 0 {
 		names = []string{""}
 	}
-	c := &capture{}
+	c := &capture{clock: cfg.clock}
+	if c.clock == nil {
+		c.clock = monotonicNow
+	}
 	for _, name := range names {
 		r, err := openRing(name, cfg)
 		if err != nil {
@@ -440,7 +447,7 @@ func (c *capture) run(pl *pipeline, stop <-chan struct{}) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.read(pl, quit); err != nil {
+			if err := r.read(pl, c.clock, quit); err != nil {
 				errc <- err
 				halt()
 			}
@@ -453,40 +460,32 @@ func (c *capture) run(pl *pipeline, stop <-chan struct{}) error {
 }
 
 // close unmaps the rings and closes the sockets. It is safe to call twice.
-func (c *capture) close() error {
-	var first error
+// munmap and close of a packet socket cannot fail for a valid mapping and
+// descriptor, which is all close is given, so there is no error to return.
+func (c *capture) close() {
 	for _, r := range c.rings {
-		if err := r.close(); err != nil && first == nil {
-			first = err
-		}
+		r.close()
 	}
-	return first
 }
 
 // close unmaps the ring and closes the socket.
-func (r *ring) close() error {
-	var first error
+func (r *ring) close() {
 	if r.mem != nil {
-		if err := unix.Munmap(r.mem); err != nil {
-			first = r.wrap("munmap", err)
-		}
+		unix.Munmap(r.mem)
 		r.mem = nil
 	}
 	if r.fd >= 0 {
-		if err := unix.Close(r.fd); err != nil && first == nil {
-			first = r.wrap("close", err)
-		}
+		unix.Close(r.fd)
 		r.fd = -1
 	}
-	return first
 }
 
 // read is one ring's reader loop: wait for the next block to be handed to
 // user space, walk it, hand it back, and fold the kernel's statistics into
 // pl.stats now and then and on the way out.
-func (r *ring) read(pl *pipeline, quit <-chan struct{}) error {
+func (r *ring) read(pl *pipeline, clock func() int64, quit <-chan struct{}) error {
 	fds := []unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN | unix.POLLERR}}
-	lastStats := monotonicNow()
+	lastStats := clock()
 	for {
 		select {
 		case <-quit:
@@ -505,7 +504,7 @@ func (r *ring) read(pl *pipeline, quit <-chan struct{}) error {
 				}
 			}
 		} else {
-			now := monotonicNow()
+			now := clock()
 			off := r.next * r.blockSize
 			walkBlock(r.mem[off:off+r.blockSize:off+r.blockSize], pl, now)
 			// Hand the block back only after the walk: the store is the
@@ -516,7 +515,7 @@ func (r *ring) read(pl *pipeline, quit <-chan struct{}) error {
 				r.next = 0
 			}
 		}
-		if now := monotonicNow(); now-lastStats >= ringStatsEveryNs {
+		if now := clock(); now-lastStats >= ringStatsEveryNs {
 			lastStats = now
 			if err := r.readStats(pl.stats); err != nil {
 				return err
