@@ -219,8 +219,8 @@ func startResponder(t *testing.T, ns, addr string) {
 // small, some cut by the snap length.
 func responseLen(id uint16) int { return 50 + int(id%7)*150 }
 
-// testQuery is one query of a traffic plan.
-type testQuery struct {
+// planQuery is one query of a traffic plan.
+type planQuery struct {
 	server  string // destination address and port
 	from53  bool   // sent from source port 53 (a wrong-port query that passes the filter)
 	msg     []byte // the DNS query
@@ -245,32 +245,34 @@ type trafficTotals struct {
 // testPlan is the traffic of the namespace tests: dnstt sessions over IPv4
 // and IPv6, non-dnstt names, and queries to the wrong port. srv4 and srv6
 // are the server's addresses.
-func testPlan(srv4, srv6 string) []testQuery {
-	var plan []testQuery
+func testPlan(srv4, srv6 string) []planQuery {
+	var plan []planQuery
 	id := uint16(100)
-	add := func(q testQuery) {
+	add := func(q planQuery) {
 		plan = append(plan, q)
 		id++
 	}
 	cidA := [8]byte{0x96, 0x46, 0x8e, 0xac, 0x04, 0x27, 0x5b, 0xff}
 	cidB := [8]byte{0x58, 0xd2, 0x94, 0x79, 0xd7, 0x01, 0x4e, 0x39}
+	// Payloads up to 120 bytes: names up to 239 bytes, like the
+	// reference client's longest (labels of 63, 63, 63, 40).
 	for i := range 5 {
-		add(testQuery{server: srv4 + ":53", msg: dnsttQuery(id, cidA, i*50, "t.example.com"), answer: true, dnstt: true, seen: true})
+		add(planQuery{server: srv4 + ":53", msg: dnsttQuery(id, cidA, i*30, "t.example.com"), answer: true, dnstt: true, seen: true})
 	}
 	for i := range 4 {
-		add(testQuery{server: "[" + srv6 + "]:53", msg: dnsttQuery(id, cidB, i*90, "T.Example.COM"), answer: true, dnstt: true, seen: true})
+		add(planQuery{server: "[" + srv6 + "]:53", msg: dnsttQuery(id, cidB, i*40, "T.Example.COM"), answer: true, dnstt: true, seen: true})
 	}
-	add(testQuery{server: srv4 + ":53", msg: dnsQuery(id, "example.org", 16), answer: true, ignored: ignoreNotTunnel, seen: true})
-	add(testQuery{server: "[" + srv6 + "]:53", msg: dnsQuery(id, "abc.t.example.com", 16), answer: true, ignored: ignoreBadPrefix, seen: true})
-	add(testQuery{server: srv4 + ":53", msg: dnsQuery(id, "73olvgdwkqzbby3ypf5a.t.example.com", 1), answer: true, ignored: ignoreWrongType, seen: true})
-	add(testQuery{server: srv4 + ":5353", from53: true, msg: dnsttQuery(id, cidA, 0, "t.example.com"), ignored: ignoreWrongPort, seen: true})
-	add(testQuery{server: "[" + srv6 + "]:5353", msg: dnsttQuery(id, cidB, 0, "t.example.com")})
+	add(planQuery{server: srv4 + ":53", msg: dnsQuery(id, "example.org", 16), answer: true, ignored: ignoreNotTunnel, seen: true})
+	add(planQuery{server: "[" + srv6 + "]:53", msg: dnsQuery(id, "abc.t.example.com", 16), answer: true, ignored: ignoreBadPrefix, seen: true})
+	add(planQuery{server: srv4 + ":53", msg: dnsQuery(id, "73olvgdwkqzbby3ypf5a.t.example.com", 1), answer: true, ignored: ignoreWrongType, seen: true})
+	add(planQuery{server: srv4 + ":5353", from53: true, msg: dnsttQuery(id, cidA, 0, "t.example.com"), ignored: ignoreWrongPort, seen: true})
+	add(planQuery{server: "[" + srv6 + "]:5353", msg: dnsttQuery(id, cidB, 0, "t.example.com")})
 	return plan
 }
 
 // sendPlan sends every query of plan from sockets in namespace ns, waits
 // for the answers, and returns the totals a capture must show.
-func sendPlan(t *testing.T, ns string, plan []testQuery) trafficTotals {
+func sendPlan(t *testing.T, ns string, plan []planQuery) trafficTotals {
 	t.Helper()
 	var tt trafficTotals
 	cids := map[[8]byte]bool{}
@@ -386,7 +388,7 @@ func waitReceived(t *testing.T, pl *pipeline, want uint64) {
 func decoderReady(pl *pipeline) bool {
 	q := dnsttQuery(1, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, 0, "t.example.com")
 	var p dnsttPacket
-	return pl.dec.decodeIP(ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 53, q)), &p) == ignoreNone
+	return pl.dec.decodeIP(ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 53, q)), &p) == ignoreNone
 }
 
 // scrape returns the exposition of pl's counters as series → value.
@@ -397,11 +399,11 @@ func scrape(pl *pipeline) map[string]float64 {
 		capture:  pl.stats,
 		now:      monotonicNow, // the clock of a capture opened without one
 	})
-	return parseExposition(m.appendText(nil))
+	return parseSeries(m.appendText(nil))
 }
 
-// parseExposition reads text-format series into name{labels} → value.
-func parseExposition(text []byte) map[string]float64 {
+// parseSeries reads text-format series into name{labels} → value.
+func parseSeries(text []byte) map[string]float64 {
 	out := map[string]float64{}
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
@@ -422,8 +424,8 @@ func parseExposition(text []byte) map[string]float64 {
 	return out
 }
 
-// family sums every series of the named family.
-func family(series map[string]float64, name string) (sum float64, ok bool) {
+// sumFamily sums every series of the named family.
+func sumFamily(series map[string]float64, name string) (sum float64, ok bool) {
 	for k, v := range series {
 		if k == name || strings.HasPrefix(k, name+"{") {
 			sum += v
@@ -457,7 +459,7 @@ func checkTotals(t *testing.T, pl *pipeline, want trafficTotals, copies, decoded
 		t.Errorf("duplicates = %d, want %d", got, dups)
 	}
 	s := scrape(pl)
-	if _, ok := family(s, "dnstt_queries_total"); !ok {
+	if _, ok := sumFamily(s, "dnstt_queries_total"); !ok {
 		t.Logf("sessions/exposition not merged yet: checked frame and reason counts only")
 		return
 	}
@@ -474,7 +476,7 @@ func checkTotals(t *testing.T, pl *pipeline, want trafficTotals, copies, decoded
 		{"dnstt_exporter_packets_duplicate_total", dups},
 		{"dnstt_exporter_packets_received_total", want.seen * copies},
 	} {
-		if got, _ := family(s, c.name); got != float64(c.want) {
+		if got, _ := sumFamily(s, c.name); got != float64(c.want) {
 			t.Errorf("%s = %v, want %d", c.name, got, c.want)
 		}
 	}
@@ -683,8 +685,8 @@ func TestCaptureUnprivileged(t *testing.T) {
 			if body, err = httpGetInNetns(ns, listen, "/metrics"); err != nil {
 				t.Fatalf("scrape: %v", err)
 			}
-			s = parseExposition(body)
-			if got, _ := family(s, "dnstt_exporter_packets_received_total"); got >= float64(2*want.seen) {
+			s = parseSeries(body)
+			if got, _ := sumFamily(s, "dnstt_exporter_packets_received_total"); got >= float64(2*want.seen) {
 				break
 			}
 		}
@@ -693,7 +695,7 @@ func TestCaptureUnprivileged(t *testing.T) {
 		if err != nil {
 			t.Fatalf("scrape: %v", err)
 		}
-		s = parseExposition(body)
+		s = parseSeries(body)
 		for _, c := range []struct {
 			name string
 			want int
@@ -705,7 +707,7 @@ func TestCaptureUnprivileged(t *testing.T) {
 			{"dnstt_active_clients", want.sessions},
 			{"dnstt_exporter_packets_dropped_total", 0},
 		} {
-			if got, ok := family(s, c.name); !ok || got != float64(c.want) {
+			if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
 				t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)
 			}
 		}
@@ -767,7 +769,7 @@ func TestCaptureReplay(t *testing.T) {
 		t.Errorf("ignored = %d, want %d", ignored, replayRecords-replayQueries-replayResponses)
 	}
 	s := scrape(pl)
-	if _, ok := family(s, "dnstt_queries_total"); !ok {
+	if _, ok := sumFamily(s, "dnstt_queries_total"); !ok {
 		t.Logf("sessions/exposition not merged yet: checked record and ignore counts only")
 		return
 	}
@@ -781,7 +783,7 @@ func TestCaptureReplay(t *testing.T) {
 		{"dnstt_sessions_total", replaySessions},
 		{"dnstt_active_clients", replaySessions},
 	} {
-		if got, _ := family(s, c.name); got != float64(c.want) {
+		if got, _ := sumFamily(s, c.name); got != float64(c.want) {
 			t.Errorf("%s = %v, want %d", c.name, got, c.want)
 		}
 	}

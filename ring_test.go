@@ -121,10 +121,10 @@ func udpDatagram(sport, dport uint16, payload []byte) []byte {
 }
 
 var (
-	testV4Client = [4]byte{198, 51, 100, 10}
-	testV4Server = [4]byte{192, 0, 2, 1}
-	testV6Client = [16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 14: 0, 15: 0x10}
-	testV6Server = [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}
+	ringV4Client = [4]byte{198, 51, 100, 10}
+	ringV4Server = [4]byte{192, 0, 2, 1}
+	ringV6Client = [16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 14: 0, 15: 0x10}
+	ringV6Server = [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}
 )
 
 func TestCaptureFilter(t *testing.T) {
@@ -149,41 +149,41 @@ func TestCaptureFilter(t *testing.T) {
 		pkt   []byte
 		want  uint32
 	}{
-		{"ipv4 query", unix.ETH_P_IP, ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 53, dns)), ringSnapLen},
-		{"ipv4 response", unix.ETH_P_IP, ipv4Packet(testV4Server, testV4Client, unix.IPPROTO_UDP, 0, udpDatagram(53, 40000, dns)), ringSnapLen},
-		{"ipv4 first fragment", unix.ETH_P_IP, ipv4Packet(testV4Server, testV4Client, unix.IPPROTO_UDP, 0x2000, udpDatagram(53, 40000, dns)), ringSnapLen},
-		{"ipv4 later fragment", unix.ETH_P_IP, ipv4Packet(testV4Server, testV4Client, unix.IPPROTO_UDP, 0x2000|185, udpDatagram(53, 40000, dns)), 0},
-		{"ipv4 last fragment", unix.ETH_P_IP, ipv4Packet(testV4Server, testV4Client, unix.IPPROTO_UDP, 185, udpDatagram(53, 40000, dns)), 0},
-		{"ipv4 other ports", unix.ETH_P_IP, ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 5353, dns)), 0},
-		{"ipv4 tcp", unix.ETH_P_IP, ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_TCP, 0, udpDatagram(40000, 53, dns)), 0},
+		{"ipv4 query", unix.ETH_P_IP, ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 53, dns)), ringSnapLen},
+		{"ipv4 response", unix.ETH_P_IP, ipv4Packet(ringV4Server, ringV4Client, unix.IPPROTO_UDP, 0, udpDatagram(53, 40000, dns)), ringSnapLen},
+		{"ipv4 first fragment", unix.ETH_P_IP, ipv4Packet(ringV4Server, ringV4Client, unix.IPPROTO_UDP, 0x2000, udpDatagram(53, 40000, dns)), ringSnapLen},
+		{"ipv4 later fragment", unix.ETH_P_IP, ipv4Packet(ringV4Server, ringV4Client, unix.IPPROTO_UDP, 0x2000|185, udpDatagram(53, 40000, dns)), 0},
+		{"ipv4 last fragment", unix.ETH_P_IP, ipv4Packet(ringV4Server, ringV4Client, unix.IPPROTO_UDP, 185, udpDatagram(53, 40000, dns)), 0},
+		{"ipv4 other ports", unix.ETH_P_IP, ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 5353, dns)), 0},
+		{"ipv4 tcp", unix.ETH_P_IP, ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_TCP, 0, udpDatagram(40000, 53, dns)), 0},
 		{"ipv4 options", unix.ETH_P_IP, func() []byte {
-			p := ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_UDP, 0, append(make([]byte, 4), udpDatagram(40000, 53, dns)...))
+			p := ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_UDP, 0, append(make([]byte, 4), udpDatagram(40000, 53, dns)...))
 			p[0] = 0x46
 			return p
 		}(), ringSnapLen},
-		{"ipv4 truncated", unix.ETH_P_IP, ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_UDP, 0, nil), 0},
-		{"ipv6 query", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, unix.IPPROTO_UDP, udpDatagram(40000, 53, dns)), ringSnapLen},
-		{"ipv6 response", unix.ETH_P_IPV6, ipv6Packet(testV6Server, testV6Client, unix.IPPROTO_UDP, udpDatagram(53, 40000, dns)), ringSnapLen},
-		{"ipv6 other ports", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, unix.IPPROTO_UDP, udpDatagram(40000, 5353, dns)), 0},
-		{"ipv6 hop-by-hop udp", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 0, hopByHop), ringSnapLen},
-		{"ipv6 hop-by-hop udp other ports", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 0, ext(unix.IPPROTO_UDP, 0, other)), 0},
-		{"ipv6 hop-by-hop icmpv6 (mld)", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 0, ext(unix.IPPROTO_ICMPV6, 0, icmp)), 0},
-		{"ipv6 routing udp, long", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 43, ext(unix.IPPROTO_UDP, 2, query)), ringSnapLen},
-		{"ipv6 destination options udp", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 60, ext(unix.IPPROTO_UDP, 1, query)), ringSnapLen},
-		{"ipv6 destination options tcp", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 60, ext(unix.IPPROTO_TCP, 1, query)), 0},
-		{"ipv6 two extension headers", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 0, ext(60, 0, ext(unix.IPPROTO_UDP, 0, other))), ringSnapLen},
-		{"ipv6 hop-by-hop then fragment", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 0, ext(44, 0, frag(unix.IPPROTO_UDP, 0, query))), ringSnapLen},
-		{"ipv6 hop-by-hop then ah", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 0, ext(51, 0, query)), ringSnapLen},
-		{"ipv6 first fragment udp", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 44, frag(unix.IPPROTO_UDP, 0, query)), ringSnapLen},
-		{"ipv6 first fragment other ports", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 44, frag(unix.IPPROTO_UDP, 0, other)), 0},
-		{"ipv6 later fragment", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 44, frag(unix.IPPROTO_UDP, 1480, query)), 0},
-		{"ipv6 first fragment then destination options", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 44, frag(60, 0, ext(unix.IPPROTO_UDP, 0, other))), ringSnapLen},
-		{"ipv6 authentication header", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 51, hopByHop), ringSnapLen},
-		{"ipv6 hop-by-hop truncated", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, 0, nil), 0},
-		{"ipv6 icmpv6", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, unix.IPPROTO_ICMPV6, make([]byte, 32)), 0},
-		{"ipv6 tcp", unix.ETH_P_IPV6, ipv6Packet(testV6Client, testV6Server, unix.IPPROTO_TCP, udpDatagram(40000, 53, dns)), 0},
+		{"ipv4 truncated", unix.ETH_P_IP, ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_UDP, 0, nil), 0},
+		{"ipv6 query", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, unix.IPPROTO_UDP, udpDatagram(40000, 53, dns)), ringSnapLen},
+		{"ipv6 response", unix.ETH_P_IPV6, ipv6Packet(ringV6Server, ringV6Client, unix.IPPROTO_UDP, udpDatagram(53, 40000, dns)), ringSnapLen},
+		{"ipv6 other ports", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, unix.IPPROTO_UDP, udpDatagram(40000, 5353, dns)), 0},
+		{"ipv6 hop-by-hop udp", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 0, hopByHop), ringSnapLen},
+		{"ipv6 hop-by-hop udp other ports", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 0, ext(unix.IPPROTO_UDP, 0, other)), 0},
+		{"ipv6 hop-by-hop icmpv6 (mld)", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 0, ext(unix.IPPROTO_ICMPV6, 0, icmp)), 0},
+		{"ipv6 routing udp, long", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 43, ext(unix.IPPROTO_UDP, 2, query)), ringSnapLen},
+		{"ipv6 destination options udp", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 60, ext(unix.IPPROTO_UDP, 1, query)), ringSnapLen},
+		{"ipv6 destination options tcp", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 60, ext(unix.IPPROTO_TCP, 1, query)), 0},
+		{"ipv6 two extension headers", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 0, ext(60, 0, ext(unix.IPPROTO_UDP, 0, other))), ringSnapLen},
+		{"ipv6 hop-by-hop then fragment", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 0, ext(44, 0, frag(unix.IPPROTO_UDP, 0, query))), ringSnapLen},
+		{"ipv6 hop-by-hop then ah", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 0, ext(51, 0, query)), ringSnapLen},
+		{"ipv6 first fragment udp", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 44, frag(unix.IPPROTO_UDP, 0, query)), ringSnapLen},
+		{"ipv6 first fragment other ports", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 44, frag(unix.IPPROTO_UDP, 0, other)), 0},
+		{"ipv6 later fragment", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 44, frag(unix.IPPROTO_UDP, 1480, query)), 0},
+		{"ipv6 first fragment then destination options", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 44, frag(60, 0, ext(unix.IPPROTO_UDP, 0, other))), ringSnapLen},
+		{"ipv6 authentication header", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 51, hopByHop), ringSnapLen},
+		{"ipv6 hop-by-hop truncated", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, 0, nil), 0},
+		{"ipv6 icmpv6", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, unix.IPPROTO_ICMPV6, make([]byte, 32)), 0},
+		{"ipv6 tcp", unix.ETH_P_IPV6, ipv6Packet(ringV6Client, ringV6Server, unix.IPPROTO_TCP, udpDatagram(40000, 53, dns)), 0},
 		{"arp", unix.ETH_P_ARP, make([]byte, 28), 0},
-		{"ipv6 port in ipv4 frame", unix.ETH_P_IP, ipv6Packet(testV6Client, testV6Server, unix.IPPROTO_UDP, udpDatagram(40000, 53, dns)), 0},
+		{"ipv6 port in ipv4 frame", unix.ETH_P_IP, ipv6Packet(ringV6Client, ringV6Server, unix.IPPROTO_UDP, udpDatagram(40000, 53, dns)), 0},
 	}
 	prog := captureFilter(53)
 	for _, tt := range tests {
@@ -194,7 +194,7 @@ func TestCaptureFilter(t *testing.T) {
 		})
 	}
 	t.Run("port 5353", func(t *testing.T) {
-		p := ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 5353, dns))
+		p := ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 5353, dns))
 		if got := runFilter(t, captureFilter(5353), unix.ETH_P_IP, p); got != ringSnapLen {
 			t.Errorf("filter = %d, want %d", got, ringSnapLen)
 		}
@@ -339,7 +339,7 @@ func newTestPipeline(dedup bool) *pipeline {
 func TestWalkBlock(t *testing.T) {
 	// ICMP packets are not_udp for any decoder, skeleton or real, so the
 	// not_udp count is the number of frames handed to the decoder.
-	icmp := ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_ICMP, 0, make([]byte, 40))
+	icmp := ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_ICMP, 0, make([]byte, 40))
 	eth := func(n int) []testFrame {
 		f := make([]testFrame, n)
 		for i := range f {
@@ -407,11 +407,11 @@ func testDNSTTBlock(size int) []byte {
 		cid := [8]byte{1, 2, 3, 4, 5, 6, 7, byte(i % 16)}
 		q := dnsttQuery(uint16(i), cid, i%4*60, "t.example.com")
 		r := dnsttResponse(q, 400)
-		pq := ipv4Packet(testV4Client, testV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 53, q))
-		pr := ipv4Packet(testV4Server, testV4Client, unix.IPPROTO_UDP, 0, udpDatagram(53, 40000, r))
+		pq := ipv4Packet(ringV4Client, ringV4Server, unix.IPPROTO_UDP, 0, udpDatagram(40000, 53, q))
+		pr := ipv4Packet(ringV4Server, ringV4Client, unix.IPPROTO_UDP, 0, udpDatagram(53, 40000, r))
 		if i%2 == 1 {
-			pq = ipv6Packet(testV6Client, testV6Server, unix.IPPROTO_UDP, udpDatagram(40000, 53, q))
-			pr = ipv6Packet(testV6Server, testV6Client, unix.IPPROTO_UDP, udpDatagram(53, 40000, r))
+			pq = ipv6Packet(ringV6Client, ringV6Server, unix.IPPROTO_UDP, udpDatagram(40000, 53, q))
+			pr = ipv6Packet(ringV6Server, ringV6Client, unix.IPPROTO_UDP, udpDatagram(53, 40000, r))
 		}
 		pr = pr[:min(len(pr), ringSnapLen)]
 		frames = append(frames,
