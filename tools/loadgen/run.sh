@@ -9,12 +9,16 @@
 # rate for DURATION seconds (default 30), and prints per rate: packets sent
 # and received, kernel drops, and the exporter's CPU seconds (user+sys from
 # /proc/<pid>/stat) per million packets. Everything is removed at the end.
-# Environment: DURATION (s), CLIENTS (sessions), IFACE (vs, or "all").
+# Environment: DURATION (s), CLIENTS (sessions), IFACE (vs, or "all"),
+# PROCS (parallel generator processes sharing the rate; default 1),
+# BUFFER (-capture.buffer-size; default the exporter's, 4 MiB).
 set -eu
 
 DURATION=${DURATION:-30}
 CLIENTS=${CLIENTS:-1000}
 IFACE=${IFACE:-vs}
+PROCS=${PROCS:-1}
+BUFFER=${BUFFER:-}
 RATES=${*:-100000}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -51,7 +55,8 @@ ip -n "$cli" route add 192.0.2.0/24 dev vc
 
 ifflag="-capture.interface vs"
 [ "$IFACE" = all ] && ifflag=
-# shellcheck disable=SC2086 # ifflag is two words or none
+[ -n "$BUFFER" ] && ifflag="$ifflag -capture.buffer-size $BUFFER"
+# shellcheck disable=SC2086 # ifflag is a list of words
 ip netns exec "$srv" "$work/dnstt_exporter" -dnstt.domain t.example.com -dnstt.port 53 \
 	$ifflag -web.listen-address 127.0.0.1:9713 2>"$work/exporter.log" &
 pid=$!
@@ -85,15 +90,24 @@ for rate in $RATES; do
 	d0=$(metric dnstt_exporter_packets_dropped_total)
 	q0=$(metric dnstt_queries_total)
 	c0=$(cputicks)
-	out=$(ip netns exec "$cli" "$work/loadgen" -target 192.0.2.1:53 -rate "$rate" \
-		-duration "${DURATION}s" -clients "$CLIENTS")
+	n=0
+	gens=
+	while [ $n -lt "$PROCS" ]; do
+		ip netns exec "$cli" "$work/loadgen" -target 192.0.2.1:53 -rate $((rate / PROCS)) \
+			-duration "${DURATION}s" -clients "$CLIENTS" >"$work/gen.$n" &
+		gens="$gens $!"
+		n=$((n + 1))
+	done
+	# shellcheck disable=SC2086 # a list of pids
+	wait $gens
 	sleep 1 # the last blocks retire (tp_retire_blk_tov) and drops are read (1 s)
 	c1=$(cputicks)
 	scrape >"$work/m"
 	r1=$(metric dnstt_exporter_packets_received_total)
 	d1=$(metric dnstt_exporter_packets_dropped_total)
 	q1=$(metric dnstt_queries_total)
-	sent=$(echo "$out" | awk '{ print $3 }')
+	sent=$(cat "$work"/gen.* | awk '{ s += $3 } END { print s }')
+	rm -f "$work"/gen.*
 	awk -v rate="$rate" -v sent="$sent" -v r=$((r1 - r0)) -v q=$((q1 - q0)) -v d=$((d1 - d0)) \
 		-v c=$((c1 - c0)) -v hz="$hz" 'BEGIN {
 		cpu = c / hz
