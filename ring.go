@@ -88,8 +88,10 @@ const (
 	tpStatusLen        = 4
 	tpStatusUser       = unix.TP_STATUS_USER
 	tpStatusKernel     = unix.TP_STATUS_KERNEL
-	allInterfacesLabel = "all interfaces"
 )
+
+// allInterfacesLabel names the socket bound to ifindex 0 in errors.
+const allInterfacesLabel = "all interfaces"
 
 // Classic BPF ancillary load (include/uapi/linux/filter.h): x/sys lacks
 // these. A load from SKF_AD_OFF+SKF_AD_PROTOCOL reads skb->protocol, the
