@@ -609,22 +609,28 @@ func httpGetInNetns(ns, hostport, path string) ([]byte, error) {
 }
 
 // Flags of setpriv(1) that drop to nobody; the capability sets are added.
-var setprivNobody = []string{"--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs"}
+var setprivNobody = []string{"--reuid=65534", "--regid=65534", "--clear-groups"}
+
+// exporterArgs are the flags of the unprivileged runs: lo of a namespace.
+var exporterArgs = []string{"-dnstt.domain", "t.example.com", "-dnstt.port", "53",
+	"-capture.interface", "lo", "-web.listen-address", "127.0.0.1:9713"}
 
 func TestCaptureUnprivileged(t *testing.T) {
 	requireRoot(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		skipUnlessCI(t, "unprivileged test needs setpriv (util-linux): %v", err)
+	for _, tool := range []string{"setpriv", "setcap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skipUnlessCI(t, "unprivileged test needs %s (util-linux, libcap2-bin): %v", tool, err)
+		}
 	}
-	bin := buildExporter(t)
+	bin := buildExporter(t) // in a directory nobody may enter (t.TempDir is 0755)
 	ns := newNetns(t, "unpriv")
-	const listen = "127.0.0.1:9713"
-	args := []string{"-dnstt.domain", "t.example.com", "-dnstt.port", "53",
-		"-capture.interface", "lo", "-web.listen-address", listen}
+	startResponder(t, ns, "127.0.0.1:53")
+	startResponder(t, ns, "[::1]:53")
 
 	t.Run("without CAP_NET_RAW", func(t *testing.T) {
-		cmd := exec.Command("ip", append(append([]string{"netns", "exec", ns, "setpriv"}, setprivNobody...),
-			append([]string{"--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", bin}, args...)...)...)
+		args := append(append([]string{"netns", "exec", ns, "setpriv"}, setprivNobody...),
+			"--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", bin)
+		cmd := exec.Command("ip", append(args, exporterArgs...)...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		done := make(chan error, 1)
@@ -650,78 +656,116 @@ func TestCaptureUnprivileged(t *testing.T) {
 		}
 	})
 
-	t.Run("with CAP_NET_RAW only", func(t *testing.T) {
-		startResponder(t, ns, "127.0.0.1:53")
-		startResponder(t, ns, "[::1]:53")
-		cmd := exec.Command("ip", append(append([]string{"netns", "exec", ns, "setpriv"}, setprivNobody...),
-			append([]string{"--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw", "--bounding-set=-all,+net_raw", bin}, args...)...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
+	t.Run("ambient CAP_NET_RAW", func(t *testing.T) {
+		args := append(append([]string{"netns", "exec", ns, "setpriv"}, setprivNobody...),
+			"--no-new-privs", "--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw", "--bounding-set=-all,+net_raw", bin)
+		runUnprivileged(t, ns, exec.Command("ip", append(args, exporterArgs...)...))
+	})
+
+	t.Run("file capability", func(t *testing.T) {
+		// setcap cap_net_raw+ep on a copy; the process starts with no
+		// capability and gains CAP_NET_RAW at exec (no no_new_privs:
+		// it would ignore file capabilities).
+		capBin := filepath.Join(t.TempDir(), "dnstt_exporter")
+		data, err := os.ReadFile(bin)
+		if err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		stopped := false
-		defer func() {
-			if !stopped {
-				cmd.Process.Kill()
-				<-done
-			}
-		}()
-		var body []byte
-		var err error
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if body, err = httpGetInNetns(ns, listen, "/metrics"); err == nil {
-				break
-			}
+		if err := os.WriteFile(capBin, data, 0o755); err != nil {
+			t.Fatal(err)
 		}
-		if err != nil {
-			t.Fatalf("scrape: %v; stderr: %s", err, stderr.String())
+		runCmd(t, "setcap", "cap_net_raw+ep", capBin)
+		args := append(append([]string{"netns", "exec", ns, "setpriv"}, setprivNobody...),
+			"--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all,+net_raw", capBin)
+		runUnprivileged(t, ns, exec.Command("ip", append(args, exporterArgs...)...))
+	})
+}
+
+// runUnprivileged starts cmd (the exporter on lo of namespace ns, through
+// setpriv), checks that it runs as nobody with CAP_NET_RAW as its only
+// capability, that it counts the test traffic exactly, and that SIGTERM
+// ends it with status 0.
+func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
+	t.Helper()
+	const listen = "127.0.0.1:9713"
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cmd.Process.Kill()
+			<-done
 		}
-		want := sendPlan(t, ns, testPlan("127.0.0.1", "::1"))
-		var s map[string]float64
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if body, err = httpGetInNetns(ns, listen, "/metrics"); err != nil {
-				t.Fatalf("scrape: %v", err)
-			}
-			s = parseSeries(body)
-			if got, _ := sumFamily(s, "dnstt_exporter_packets_received_total"); got >= float64(2*want.seen) {
-				break
-			}
+	}()
+	var body []byte
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if body, err = httpGetInNetns(ns, listen, "/metrics"); err == nil {
+			break
 		}
-		time.Sleep(3 * ringRetireTimeoutMs * time.Millisecond)
-		body, err = httpGetInNetns(ns, listen, "/metrics")
-		if err != nil {
+	}
+	if err != nil {
+		t.Fatalf("scrape: %v; stderr: %s", err, stderr.String())
+	}
+	// ip and setpriv exec the exporter in the same process.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "CapEff:\t0000000000002000", "CapPrm:\t0000000000002000"} {
+		if !strings.Contains(string(status), want) {
+			t.Errorf("/proc/<exporter>/status lacks %q:\n%s", want, status)
+		}
+	}
+
+	want := sendPlan(t, ns, testPlan("127.0.0.1", "::1"))
+	var s map[string]float64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if body, err = httpGetInNetns(ns, listen, "/metrics"); err != nil {
 			t.Fatalf("scrape: %v", err)
 		}
 		s = parseSeries(body)
-		for _, c := range []struct {
-			name string
-			want int
-		}{
-			{"dnstt_exporter_packets_received_total", 2 * want.seen},
-			{"dnstt_queries_total", want.queries},
-			{"dnstt_bytes_in_total", want.bytesIn},
-			{"dnstt_bytes_out_total", want.bytesOut},
-			{"dnstt_active_clients", want.sessions},
-			{"dnstt_exporter_packets_dropped_total", 0},
-		} {
-			if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
-				t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)
-			}
+		if got, _ := sumFamily(s, "dnstt_exporter_packets_received_total"); got >= float64(2*want.seen) {
+			break
 		}
-		cmd.Process.Signal(unix.SIGTERM)
-		select {
-		case err = <-done:
-			stopped = true
-			if err != nil {
-				t.Errorf("exit after SIGTERM: %v, want 0; stderr: %s", err, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("no exit within 10 s of SIGTERM")
+	}
+	time.Sleep(3 * ringRetireTimeoutMs * time.Millisecond)
+	if body, err = httpGetInNetns(ns, listen, "/metrics"); err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	s = parseSeries(body)
+	for _, c := range []struct {
+		name string
+		want int
+	}{
+		{"dnstt_exporter_packets_received_total", 2 * want.seen},
+		{"dnstt_queries_total", want.queries},
+		{"dnstt_bytes_in_total", want.bytesIn},
+		{"dnstt_bytes_out_total", want.bytesOut},
+		{"dnstt_exporter_packets_dropped_total", 0},
+	} {
+		if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
+			t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)
 		}
-	})
+	}
+	if got, _ := sumFamily(s, "dnstt_active_clients"); got != float64(want.sessions) {
+		t.Errorf("dnstt_active_clients = %v, want %d", got, want.sessions)
+	}
+	cmd.Process.Signal(unix.SIGTERM)
+	select {
+	case err = <-done:
+		stopped = true
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v, want 0; stderr: %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("no exit within 10 s of SIGTERM")
+	}
 }
 
 // Truth of testdata/pcap/visible-small.pcap (visible-small.truth.json).
