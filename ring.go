@@ -609,8 +609,10 @@ func walkBlock(blk []byte, pl *pipeline, now int64) {
 		} else {
 			pl.handleIP(f[net:net+snap:net+snap], uint64(ifindex), now)
 		}
+		// The last frame's tp_next_offset is 0; any other is at least a
+		// frame header, so the walk visits at most len(blk)/tpFrameMinLen.
 		next := int(binary.NativeEndian.Uint32(f[tpFrameNextOff:]))
-		if next <= 0 {
+		if next < tpFrameMinLen {
 			return
 		}
 		off += next
