@@ -148,9 +148,10 @@ type geoLabel struct {
 // with SIGBUS, and a reader is freed by the garbage collector only when no
 // lookup still holds it, so a reload never needs to close one.
 type geoDB struct {
-	path   string
-	reader *maxminddb.Reader
-	caps   geoCaps
+	path     string
+	reader   *maxminddb.Reader
+	caps     geoCaps
+	ipv4Only bool // ip_version 4: the reader refuses IPv6 lookups with an error
 
 	// mu guards records, the record-offset cache: a record is decoded
 	// once however many addresses share it.
@@ -305,7 +306,13 @@ func openGeoDB(path string) (*geoDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &geoDB{path: path, reader: r, caps: caps, records: make(map[uintptr]geoRecord)}, nil
+	return &geoDB{
+		path:     path,
+		reader:   r,
+		caps:     caps,
+		ipv4Only: r.Metadata.IPVersion == 4,
+		records:  make(map[uintptr]geoRecord),
+	}, nil
 }
 
 // readGeoFile reads a regular file of at most geoMaxFileSize bytes.
@@ -428,6 +435,10 @@ type ipinfoRecord struct {
 // lookup returns the fields of the record for addr: from the record cache,
 // or decoded once per record offset.
 func (d *geoDB) lookup(addr netip.Addr) (geoRecord, error) {
+	if d.ipv4Only && addr.Is6() {
+		// Not in the database, rather than the reader's error.
+		return geoRecord{country: geoUnknownCountry}, nil
+	}
 	res := d.reader.Lookup(addr)
 	if err := res.Err(); err != nil {
 		return geoRecord{}, err

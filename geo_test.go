@@ -141,6 +141,31 @@ func TestGeoLookupFixtures(t *testing.T) {
 	}
 }
 
+func TestGeoIPv4OnlyDatabase(t *testing.T) {
+	g := openTestGeo(t, geoConfig{countryPath: geoFixture("country-ipv4.mmdb")})
+	tests := []struct {
+		name string
+		addr string
+		want string
+	}{
+		{"IPv4", "198.51.100.1", "DE"},
+		{"IPv4-mapped", "::ffff:10.99.0.1", "US"},
+		{"IPv4 not found", "192.0.2.1", "ZZ"},
+		{"IPv6 is not in it", "2001:db8:1::1", "ZZ"},
+		{"6to4 is not in it", "2002:c633:6401::1", "ZZ"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if c, _, _, _ := g.labels(g.lookup(netip.MustParseAddr(tt.addr))); c != tt.want {
+				t.Errorf("lookup(%s) = %q, want %q", tt.addr, c, tt.want)
+			}
+		})
+	}
+	if n := g.stats.errors[geoCountry].Load(); n != 0 {
+		t.Errorf("errors[country] = %d, want 0: IPv6 in an IPv4 database is not found, not an error", n)
+	}
+}
+
 func TestGeoSharedFile(t *testing.T) {
 	g := openTestGeo(t, geoConfig{countryPath: geoFixture("ipinfo-lite.mmdb"), asnPath: geoFixture("ipinfo-lite.mmdb")})
 	st := g.state.Load()

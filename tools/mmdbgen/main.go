@@ -6,6 +6,7 @@
 //	damaged.mmdb        GeoLite2-Country whose data section is overwritten
 //	anonymous-ip.mmdb   a database of neither kind (wrong for both flags)
 //	many-lite.mmdb      IPinfo Lite schema with many ASNs (cardinality cap)
+//	country-ipv4.mmdb   GeoLite2-Country schema in an IPv4-only tree
 //
 // Every record is invented; all networks are documentation, loopback or
 // private ranges. The output is deterministic: the build epoch is fixed and
@@ -128,6 +129,7 @@ func run(dir string) error {
 		{"damaged.mmdb", genDamaged},
 		{"anonymous-ip.mmdb", genAnonymous},
 		{"many-lite.mmdb", genMany},
+		{"country-ipv4.mmdb", genCountryIPv4},
 	}
 	for _, f := range files {
 		b, err := f.gen()
@@ -361,6 +363,33 @@ func genMany() ([]byte, error) {
 		}
 		network := fmt.Sprintf("10.%d.%d.0/24", 1+i/256, i%256)
 		if err := insert(t, network, rec); err != nil {
+			return nil, err
+		}
+	}
+	return serialize(t)
+}
+
+// genCountryIPv4 builds country-ipv4.mmdb: GeoLite2-Country records in an
+// IPv4-only tree (ip_version 4), where readers refuse IPv6 lookups.
+func genCountryIPv4() ([]byte, error) {
+	t, err := mmdbwriter.New(mmdbwriter.Options{
+		BuildEpoch:              buildEpoch,
+		DatabaseType:            "GeoLite2-Country",
+		Description:             map[string]string{"en": "GeoLite2 Country schema, IPv4 only." + descriptionSuffix},
+		IncludeReservedNetworks: true,
+		IPVersion:               4,
+		Languages:               []string{"en"},
+		RecordSize:              24,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range []struct {
+		network string
+		c       country
+	}{{"198.51.100.0/24", de}, {"10.99.0.0/16", us}} {
+		rec := mmdbtype.Map{"continent": continentMap(e.c), "country": countryMap(e.c)}
+		if err := insert(t, e.network, rec); err != nil {
 			return nil, err
 		}
 	}
