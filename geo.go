@@ -148,7 +148,6 @@ type geoLabel struct {
 // with SIGBUS, and a reader is freed by the garbage collector only when no
 // lookup still holds it, so a reload never needs to close one.
 type geoDB struct {
-	path     string
 	reader   *maxminddb.Reader
 	caps     geoCaps
 	ipv4Only bool // ip_version 4: the reader refuses IPv6 lookups with an error
@@ -307,7 +306,6 @@ func openGeoDB(path string) (*geoDB, error) {
 		return nil, err
 	}
 	return &geoDB{
-		path:     path,
 		reader:   r,
 		caps:     caps,
 		ipv4Only: r.Metadata.IPVersion == 4,
@@ -740,22 +738,15 @@ func (g *geoResolver) reload() error {
 	if swap {
 		g.state.Store(next)
 		g.setBuildTimes(next.dbs, changed)
-		for _, info := range g.describe() {
-			if changed[geoDatabaseIndex(info.flag)] {
+		for db, d := range next.dbs {
+			if changed[db] {
+				info := g.info(geoDatabase(db), d)
 				slog.Default().Info("GeoIP database reloaded", "flag", info.flag, "path", info.path,
 					"type", info.databaseType, "build_time", info.buildTime.UTC().Format(time.RFC3339))
 			}
 		}
 	}
 	return errors.Join(errs[:]...)
-}
-
-// geoDatabaseIndex returns the database of a flag name.
-func geoDatabaseIndex(flag string) geoDatabase {
-	if flag == geoDatabaseFlags[geoASN] {
-		return geoASN
-	}
-	return geoCountry
 }
 
 // setBuildTimes publishes the build time of the databases set in which.
@@ -775,15 +766,23 @@ func (g *geoResolver) describe() []geoDBInfo {
 	st := g.state.Load()
 	var out []geoDBInfo
 	for db, d := range st.dbs {
-		if d == nil {
-			continue
+		if d != nil {
+			out = append(out, g.info(geoDatabase(db), d))
 		}
-		out = append(out, geoDBInfo{
-			flag:         geoDatabaseFlags[db],
-			path:         d.path,
-			databaseType: d.reader.Metadata.DatabaseType,
-			buildTime:    d.reader.Metadata.BuildTime(),
-		})
 	}
 	return out
+}
+
+// info describes database d, loaded for db.
+func (g *geoResolver) info(db geoDatabase, d *geoDB) geoDBInfo {
+	path := g.cfg.countryPath
+	if db == geoASN {
+		path = g.cfg.asnPath
+	}
+	return geoDBInfo{
+		flag:         geoDatabaseFlags[db],
+		path:         path,
+		databaseType: d.reader.Metadata.DatabaseType,
+		buildTime:    d.reader.Metadata.BuildTime(),
+	}
 }
