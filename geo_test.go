@@ -677,6 +677,62 @@ func TestGeoReload(t *testing.T) {
 	}
 }
 
+func TestGeoCacheEviction(t *testing.T) {
+	g := openTestGeo(t, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	de := netip.MustParseAddr("198.51.100.1")
+	deID := g.lookup(de)
+	nl := netip.MustParseAddr("2001:db8:1::").As16()
+	// Four times the cache size of distinct sources (a spoofed flood)
+	// evicts every slot many times; each answer must stay right.
+	for i := range uint64(4 * geoCacheSize) {
+		a := nl
+		binary.BigEndian.PutUint64(a[8:], i)
+		if c, _, asn, _ := g.labels(g.lookup(netip.AddrFrom16(a))); c != "NL" || asn != "64502" {
+			t.Fatalf("lookup(%s) = (%q, %q), want (NL, 64502)", netip.AddrFrom16(a), c, asn)
+		}
+		if i%1024 == 0 {
+			if id := g.lookup(de); id != deID {
+				t.Fatalf("lookup(%s) = %d after %d other sources, want %d", de, id, i, deID)
+			}
+		}
+	}
+	st := g.state.Load()
+	st.dbs[geoASN].mu.Lock()
+	n := len(st.dbs[geoASN].records)
+	st.dbs[geoASN].mu.Unlock()
+	if n != 2 {
+		t.Errorf("ASN record cache holds %d records for two networks, want 2", n)
+	}
+}
+
+// FuzzGeoLookup checks that any address resolves without panicking to an
+// id below maxIDs whose labels come from the closed set.
+func FuzzGeoLookup(f *testing.F) {
+	for _, w := range geoFixtureTable {
+		f.Add(netip.MustParseAddr(w.addr).AsSlice())
+	}
+	f.Add([]byte{})
+	f.Add(make([]byte, 16))
+	g := openTestGeo(f, geoConfig{countryPath: geoFixture("city.mmdb"), asnPath: geoFixture("ipinfo-lite.mmdb"), maxLabelSets: 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, _ := netip.AddrFromSlice(b)
+		id := g.lookup(a)
+		if int(id) >= g.maxIDs() {
+			t.Fatalf("lookup(%s) = %d, beyond maxIDs %d", a, id, g.maxIDs())
+		}
+		c, _, asn, _ := g.labels(id)
+		if parseCountry(c) != [2]byte{c[0], c[1]} {
+			t.Fatalf("lookup(%s) country %q is not an upper-case code", a, c)
+		}
+		if asn != "0" && (asn[0] < '1' || asn[0] > '9') {
+			t.Fatalf("lookup(%s) asn %q is not a decimal number", a, asn)
+		}
+		if again := g.lookup(a); again != id {
+			t.Fatalf("lookup(%s) = %d, then %d", a, id, again)
+		}
+	})
+}
+
 func TestGeoLookupAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
