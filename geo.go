@@ -623,7 +623,8 @@ func (e *geoCacheEntry) store(hi, lo, v uint64) {
 // intern returns the geoID of k, creating it while there is room. Past
 // -geoip.max-label-sets a new combination folds into (country, 0), which is
 // created from the reserve of geoCountryCodes ids when new; folded reports
-// that the ASN was dropped.
+// that the ASN was dropped. Combinations seen with an earlier database
+// version keep their ids after a reload, so each update may spend a few.
 func (g *geoResolver) intern(k geoRecord) (id geoID, folded bool) {
 	g.mu.RLock()
 	id, ok := g.ids[k]
@@ -689,6 +690,17 @@ func (g *geoResolver) labels(id geoID) (country string, hasCountry bool, asn str
 		asn, hasASN = l.asn, true
 	}
 	return country, hasCountry, asn, hasASN
+}
+
+// labelSets is the number of geoIDs handed out so far (1 when nil), for a
+// gauge next to the cap: ids below it are the only ones labels describes.
+func (g *geoResolver) labelSets() int {
+	if g == nil {
+		return 1
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return len(g.sets)
 }
 
 // maxIDs is the number of distinct geoIDs lookup can return (1 when nil):

@@ -188,6 +188,9 @@ func TestGeoOff(t *testing.T) {
 	if n := g.maxIDs(); n != 1 {
 		t.Errorf("nil maxIDs = %d, want 1", n)
 	}
+	if n := g.labelSets(); n != 1 {
+		t.Errorf("nil labelSets = %d, want 1", n)
+	}
 	if err := g.reload(); err != nil {
 		t.Errorf("nil reload = %v", err)
 	}
@@ -507,6 +510,9 @@ func TestGeoCardinalityCap(t *testing.T) {
 			}
 			if len(seen) != tt.wantIDs {
 				t.Errorf("%d distinct ids, want %d", len(seen), tt.wantIDs)
+			}
+			if got := g.labelSets(); got != tt.wantIDs {
+				t.Errorf("labelSets() = %d, want %d", got, tt.wantIDs)
 			}
 			if got := g.stats.folded.Load(); got != tt.wantFolds {
 				t.Errorf("folded = %d, want %d", got, tt.wantFolds)
