@@ -153,8 +153,9 @@ type geoDB struct {
 	ipv4Only bool // ip_version 4: the reader refuses IPv6 lookups with an error
 
 	// mu guards records, the record-offset cache: a record is decoded
-	// once however many addresses share it.
-	mu      sync.Mutex
+	// once however many addresses share it. Capture goroutines missing
+	// the address cache at once mostly read it, hence the RWMutex.
+	mu      sync.RWMutex
 	records map[uintptr]geoRecord
 }
 
@@ -445,9 +446,9 @@ func (d *geoDB) lookup(addr netip.Addr) (geoRecord, error) {
 		return geoRecord{country: geoUnknownCountry}, nil
 	}
 	off := res.Offset()
-	d.mu.Lock()
+	d.mu.RLock()
 	rec, ok := d.records[off]
-	d.mu.Unlock()
+	d.mu.RUnlock()
 	if ok {
 		return rec, nil
 	}
