@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -418,38 +419,38 @@ func TestParseASN(t *testing.T) {
 	}
 }
 
-// manyAddr is an address of the i-th network of many-lite.mmdb
+// geoManyAddr is an address of the i-th network of many-lite.mmdb
 // (tools/mmdbgen: 10.H.L.0/24, H = 1 + i/256, L = i%256).
-func manyAddr(i int, host byte) netip.Addr {
+func geoManyAddr(i int, host byte) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, byte(1 + i/256), byte(i % 256), host})
 }
 
-// manyCountries is the country cycle of many-lite.mmdb.
-var manyCountries = []string{"DE", "BR", "JP", "NL", "FR", "IR", "US", "GB"}
+// geoManyCountries is the country cycle of many-lite.mmdb.
+var geoManyCountries = []string{"DE", "BR", "JP", "NL", "FR", "IR", "US", "GB"}
 
-// captureLog sends slog.Default to a buffer for the test.
-func captureLog(t *testing.T) *lockedBuffer {
+// captureGeoLog sends slog.Default to a buffer for the test.
+func captureGeoLog(t *testing.T) *geoLogBuffer {
 	t.Helper()
-	buf := &lockedBuffer{}
+	buf := &geoLogBuffer{}
 	old := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(buf, nil)))
 	t.Cleanup(func() { slog.SetDefault(old) })
 	return buf
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writes.
-type lockedBuffer struct {
+// geoLogBuffer is a bytes.Buffer safe for concurrent writes.
+type geoLogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *geoLogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *geoLogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -477,7 +478,7 @@ func TestGeoCardinalityCap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logs := captureLog(t)
+			logs := captureGeoLog(t)
 			cfg := geoConfig{maxLabelSets: tt.max}
 			if tt.country {
 				cfg.countryPath = geoFixture("many-lite.mmdb")
@@ -491,21 +492,21 @@ func TestGeoCardinalityCap(t *testing.T) {
 			}
 			seen := map[geoID]bool{0: true}
 			for i := range manyCount {
-				id := g.lookup(manyAddr(i, 1))
+				id := g.lookup(geoManyAddr(i, 1))
 				if int(id) >= g.maxIDs() {
-					t.Fatalf("lookup(%s) = %d, beyond maxIDs %d", manyAddr(i, 1), id, g.maxIDs())
+					t.Fatalf("lookup(%s) = %d, beyond maxIDs %d", geoManyAddr(i, 1), id, g.maxIDs())
 				}
 				seen[id] = true
 				country, _, asn, _ := g.labels(id)
-				wantCountry := manyCountries[i%len(manyCountries)]
+				wantCountry := geoManyCountries[i%len(geoManyCountries)]
 				if !tt.country {
 					wantCountry = ""
 				}
 				if tt.country && country != wantCountry {
-					t.Fatalf("lookup(%s) country %q, want %q", manyAddr(i, 1), country, wantCountry)
+					t.Fatalf("lookup(%s) country %q, want %q", geoManyAddr(i, 1), country, wantCountry)
 				}
-				if tt.asn && asn != "0" && asn != itoa(uint64(4200000000+i)) {
-					t.Fatalf("lookup(%s) asn %q, want %d or 0", manyAddr(i, 1), asn, 4200000000+i)
+				if tt.asn && asn != "0" && asn != strconv.FormatUint(uint64(4200000000+i), 10) {
+					t.Fatalf("lookup(%s) asn %q, want %d or 0", geoManyAddr(i, 1), asn, 4200000000+i)
 				}
 			}
 			if len(seen) != tt.wantIDs {
@@ -522,7 +523,7 @@ func TestGeoCardinalityCap(t *testing.T) {
 			// address cache and counts again too.
 			if tt.wantFolds > 0 {
 				before := g.stats.folded.Load()
-				a, b := g.lookup(manyAddr(manyCount-1, 2)), g.lookup(manyAddr(manyCount-1, 2))
+				a, b := g.lookup(geoManyAddr(manyCount-1, 2)), g.lookup(geoManyAddr(manyCount-1, 2))
 				if a != b {
 					t.Errorf("repeated lookup gave %d then %d", a, b)
 				}
@@ -541,23 +542,10 @@ func TestGeoCardinalityCap(t *testing.T) {
 	}
 }
 
-// itoa formats n in decimal.
-func itoa(n uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
-		}
-	}
-}
 
-// copyFile copies the fixture src to dst, replacing dst by rename as
+// copyGeoFixture copies the fixture src to dst, replacing dst by rename as
 // geoipupdate does.
-func copyFile(t *testing.T, src, dst string) {
+func copyGeoFixture(t *testing.T, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -573,11 +561,11 @@ func copyFile(t *testing.T, src, dst string) {
 }
 
 func TestGeoReload(t *testing.T) {
-	logs := captureLog(t)
+	logs := captureGeoLog(t)
 	dir := t.TempDir()
 	countryPath, asnPath := filepath.Join(dir, "country.mmdb"), filepath.Join(dir, "asn.mmdb")
-	copyFile(t, geoFixture("country.mmdb"), countryPath)
-	copyFile(t, geoFixture("asn.mmdb"), asnPath)
+	copyGeoFixture(t, geoFixture("country.mmdb"), countryPath)
+	copyGeoFixture(t, geoFixture("asn.mmdb"), asnPath)
 	g := openTestGeo(t, geoConfig{countryPath: countryPath, asnPath: asnPath})
 
 	de := netip.MustParseAddr("198.51.100.1")
@@ -642,10 +630,10 @@ func TestGeoReload(t *testing.T) {
 	}
 	for _, st := range steps {
 		if st.country != "" {
-			copyFile(t, geoFixture(st.country), countryPath)
+			copyGeoFixture(t, geoFixture(st.country), countryPath)
 		}
 		if st.asn != "" {
-			copyFile(t, geoFixture(st.asn), asnPath)
+			copyGeoFixture(t, geoFixture(st.asn), asnPath)
 		}
 		err := g.reload()
 		switch {
