@@ -20,8 +20,8 @@ func geoFixture(name string) string { return filepath.Join("testdata", "geo", na
 // geoFixtureEpoch is the build_epoch of every fixture (2025-01-01T00:00:00Z).
 const geoFixtureEpoch = 1735689600
 
-// openTestGeo opens cfg and fails t on error.
-func openTestGeo(t testing.TB, cfg geoConfig) *geoResolver {
+// openGeoTest opens cfg and fails t on error.
+func openGeoTest(t testing.TB, cfg geoConfig) *geoResolver {
 	t.Helper()
 	g, err := openGeo(cfg)
 	if err != nil {
@@ -100,7 +100,7 @@ func TestGeoLookupFixtures(t *testing.T) {
 			if tt.asn != "" {
 				cfg.asnPath = geoFixture(tt.asn)
 			}
-			g := openTestGeo(t, cfg)
+			g := openGeoTest(t, cfg)
 			// Twice: the second pass answers from the address cache.
 			for pass := range 2 {
 				for _, w := range geoFixtureTable {
@@ -143,7 +143,7 @@ func TestGeoLookupFixtures(t *testing.T) {
 }
 
 func TestGeoIPv4OnlyDatabase(t *testing.T) {
-	g := openTestGeo(t, geoConfig{countryPath: geoFixture("country-ipv4.mmdb")})
+	g := openGeoTest(t, geoConfig{countryPath: geoFixture("country-ipv4.mmdb")})
 	tests := []struct {
 		name string
 		addr string
@@ -168,7 +168,7 @@ func TestGeoIPv4OnlyDatabase(t *testing.T) {
 }
 
 func TestGeoSharedFile(t *testing.T) {
-	g := openTestGeo(t, geoConfig{countryPath: geoFixture("ipinfo-lite.mmdb"), asnPath: geoFixture("ipinfo-lite.mmdb")})
+	g := openGeoTest(t, geoConfig{countryPath: geoFixture("ipinfo-lite.mmdb"), asnPath: geoFixture("ipinfo-lite.mmdb")})
 	st := g.state.Load()
 	if st.dbs[geoCountry] != st.dbs[geoASN] {
 		t.Errorf("both flags at one file opened it twice")
@@ -290,7 +290,7 @@ func TestGeoOpenErrors(t *testing.T) {
 }
 
 func TestGeoDamaged(t *testing.T) {
-	g := openTestGeo(t, geoConfig{countryPath: geoFixture("damaged.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	g := openGeoTest(t, geoConfig{countryPath: geoFixture("damaged.mmdb"), asnPath: geoFixture("asn.mmdb")})
 	tests := []struct {
 		name       string
 		addr       string
@@ -320,7 +320,7 @@ func TestGeoDamaged(t *testing.T) {
 }
 
 func TestGeoDescribe(t *testing.T) {
-	g := openTestGeo(t, geoConfig{countryPath: geoFixture("city.mmdb"), asnPath: geoFixture("dbip-asn-lite.mmdb")})
+	g := openGeoTest(t, geoConfig{countryPath: geoFixture("city.mmdb"), asnPath: geoFixture("dbip-asn-lite.mmdb")})
 	got := g.describe()
 	want := []geoDBInfo{
 		{flag: "-geoip.country-database", path: geoFixture("city.mmdb"), databaseType: "GeoLite2-City"},
@@ -486,7 +486,7 @@ func TestGeoCardinalityCap(t *testing.T) {
 			if tt.asn {
 				cfg.asnPath = geoFixture("many-lite.mmdb")
 			}
-			g := openTestGeo(t, cfg)
+			g := openGeoTest(t, cfg)
 			if got := g.maxIDs(); got != tt.wantMax {
 				t.Fatalf("maxIDs() = %d, want %d", got, tt.wantMax)
 			}
@@ -542,7 +542,6 @@ func TestGeoCardinalityCap(t *testing.T) {
 	}
 }
 
-
 // copyGeoFixture copies the fixture src to dst, replacing dst by rename as
 // geoipupdate does.
 func copyGeoFixture(t *testing.T, src, dst string) {
@@ -566,7 +565,7 @@ func TestGeoReload(t *testing.T) {
 	countryPath, asnPath := filepath.Join(dir, "country.mmdb"), filepath.Join(dir, "asn.mmdb")
 	copyGeoFixture(t, geoFixture("country.mmdb"), countryPath)
 	copyGeoFixture(t, geoFixture("asn.mmdb"), asnPath)
-	g := openTestGeo(t, geoConfig{countryPath: countryPath, asnPath: asnPath})
+	g := openGeoTest(t, geoConfig{countryPath: countryPath, asnPath: asnPath})
 
 	de := netip.MustParseAddr("198.51.100.1")
 	changed := netip.MustParseAddr("10.1.0.1") // ZZ in country.mmdb, DE in many-lite.mmdb
@@ -672,7 +671,7 @@ func TestGeoReload(t *testing.T) {
 }
 
 func TestGeoCacheEviction(t *testing.T) {
-	g := openTestGeo(t, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	g := openGeoTest(t, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
 	de := netip.MustParseAddr("198.51.100.1")
 	deID := g.lookup(de)
 	nl := netip.MustParseAddr("2001:db8:1::").As16()
@@ -707,7 +706,7 @@ func FuzzGeoLookup(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add(make([]byte, 16))
-	g := openTestGeo(f, geoConfig{countryPath: geoFixture("city.mmdb"), asnPath: geoFixture("ipinfo-lite.mmdb"), maxLabelSets: 3})
+	g := openGeoTest(f, geoConfig{countryPath: geoFixture("city.mmdb"), asnPath: geoFixture("ipinfo-lite.mmdb"), maxLabelSets: 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, _ := netip.AddrFromSlice(b)
 		id := g.lookup(a)
@@ -731,7 +730,7 @@ func TestGeoLookupAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	g := openTestGeo(t, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	g := openGeoTest(t, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
 	addrs := []netip.Addr{
 		netip.MustParseAddr("198.51.100.1"),
 		netip.MustParseAddr("::ffff:203.0.113.1"),
@@ -754,7 +753,7 @@ func TestGeoLookupAllocs(t *testing.T) {
 var sinkGeoID geoID
 
 func BenchmarkGeoLookupHit(b *testing.B) {
-	g := openTestGeo(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	g := openGeoTest(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
 	addrs := []netip.Addr{
 		netip.MustParseAddr("198.51.100.1"),
 		netip.MustParseAddr("::ffff:203.0.113.1"),
@@ -772,7 +771,7 @@ func BenchmarkGeoLookupHit(b *testing.B) {
 }
 
 func BenchmarkGeoLookupHitIPv6(b *testing.B) {
-	g := openTestGeo(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	g := openGeoTest(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
 	addrs := []netip.Addr{
 		netip.MustParseAddr("2001:db8:1::1"),
 		netip.MustParseAddr("2001:db8:1::2"),
@@ -790,7 +789,7 @@ func BenchmarkGeoLookupHitIPv6(b *testing.B) {
 }
 
 func BenchmarkGeoLookupHitParallel(b *testing.B) {
-	g := openTestGeo(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	g := openGeoTest(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
 	a := netip.MustParseAddr("198.51.100.1")
 	g.lookup(a)
 	b.ReportAllocs()
@@ -803,10 +802,10 @@ func BenchmarkGeoLookupHitParallel(b *testing.B) {
 	})
 }
 
-// benchmarkMiss measures the cache-miss path (search tree walk, record
+// benchmarkGeoMiss measures the cache-miss path (search tree walk, record
 // cache, intern) for mapped addresses of the fixture ranges.
-func benchmarkMiss(b *testing.B, cfg geoConfig) {
-	g := openTestGeo(b, cfg)
+func benchmarkGeoMiss(b *testing.B, cfg geoConfig) {
+	g := openGeoTest(b, cfg)
 	addrs := []netip.Addr{
 		netip.MustParseAddr("198.51.100.1"),
 		netip.MustParseAddr("203.0.113.1"),
@@ -825,30 +824,30 @@ func benchmarkMiss(b *testing.B, cfg geoConfig) {
 }
 
 func BenchmarkGeoLookupMissCountry(b *testing.B) {
-	benchmarkMiss(b, geoConfig{countryPath: geoFixture("country.mmdb")})
+	benchmarkGeoMiss(b, geoConfig{countryPath: geoFixture("country.mmdb")})
 }
 
 func BenchmarkGeoLookupMissCity(b *testing.B) {
-	benchmarkMiss(b, geoConfig{countryPath: geoFixture("city.mmdb")})
+	benchmarkGeoMiss(b, geoConfig{countryPath: geoFixture("city.mmdb")})
 }
 
 func BenchmarkGeoLookupMissASN(b *testing.B) {
-	benchmarkMiss(b, geoConfig{asnPath: geoFixture("asn.mmdb")})
+	benchmarkGeoMiss(b, geoConfig{asnPath: geoFixture("asn.mmdb")})
 }
 
 func BenchmarkGeoLookupMissBoth(b *testing.B) {
-	benchmarkMiss(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	benchmarkGeoMiss(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
 }
 
 func BenchmarkGeoLookupMissIPinfo(b *testing.B) {
 	f := geoFixture("ipinfo-lite.mmdb")
-	benchmarkMiss(b, geoConfig{countryPath: f, asnPath: f})
+	benchmarkGeoMiss(b, geoConfig{countryPath: f, asnPath: f})
 }
 
 // BenchmarkGeoLookupSpoofed is a flood of never-repeating sources: every
 // lookup hashes, misses the address cache, walks both trees and stores.
 func BenchmarkGeoLookupSpoofed(b *testing.B) {
-	g := openTestGeo(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	g := openGeoTest(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
 	b.ReportAllocs()
 	b.ResetTimer()
 	base := netip.MustParseAddr("2001:db8:1::").As16()
