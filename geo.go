@@ -193,15 +193,20 @@ type geoDBInfo struct {
 // the (country, asn) combination. A reload swaps the databases atomically
 // and bumps the generation, which invalidates every cached address at once.
 type geoResolver struct {
-	stats geoStats
+	// seed and state are read by every lookup and written only by openGeo
+	// and reload.
+	seed  uint64
+	state atomic.Pointer[geoState]
 
 	cfg       geoConfig
 	countryOn bool
 	asnOn     bool
 	maxSets   int // -geoip.max-label-sets
-	seed      uint64
 
-	state atomic.Pointer[geoState]
+	// The pad keeps the counters off the cache line every lookup reads:
+	// folded hits and failing lookups add to them at packet rate.
+	_     [64]byte
+	stats geoStats
 
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex

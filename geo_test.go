@@ -802,6 +802,26 @@ func BenchmarkGeoLookupHitParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkGeoLookupSpoofedParallel is the flood from every capture
+// goroutine at once: the miss path's locks are shared.
+func BenchmarkGeoLookupSpoofedParallel(b *testing.B) {
+	g := openGeoTest(b, geoConfig{countryPath: geoFixture("country.mmdb"), asnPath: geoFixture("asn.mmdb")})
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		a := netip.MustParseAddr("2001:db8:1::").As16()
+		binary.BigEndian.PutUint32(a[6:10], uint32(next.Add(1))) // a /80 per goroutine
+		var id geoID
+		var n [8]byte
+		for i := uint64(0); pb.Next(); i++ {
+			binary.BigEndian.PutUint64(n[:], i)
+			copy(a[10:], n[2:])
+			id = g.lookup(netip.AddrFrom16(a))
+		}
+		sinkGeoID = id
+	})
+}
+
 // benchmarkGeoMiss measures the cache-miss path (search tree walk, record
 // cache, intern) for mapped addresses of the fixture ranges.
 func benchmarkGeoMiss(b *testing.B, cfg geoConfig) {
