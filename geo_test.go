@@ -726,6 +726,42 @@ func FuzzGeoLookup(f *testing.F) {
 	})
 }
 
+func TestGeoReloadShared(t *testing.T) {
+	captureGeoLog(t)
+	path := filepath.Join(t.TempDir(), "ipinfo.mmdb")
+	copyGeoFixture(t, geoFixture("ipinfo-lite.mmdb"), path)
+	g := openGeoTest(t, geoConfig{countryPath: path, asnPath: path})
+	a := netip.MustParseAddr("10.1.0.1") // unmapped in ipinfo-lite, DE AS4200000000 in many-lite
+	steps := []struct {
+		name    string
+		fixture string
+		wantErr bool
+		fails   [geoDatabaseCount]uint64 // reloadFailures afterwards
+		country string
+		asn     string
+	}{
+		{"unchanged file", "ipinfo-lite.mmdb", false, [2]uint64{0, 0}, "ZZ", "0"},
+		{"new data", "many-lite.mmdb", false, [2]uint64{0, 0}, "DE", "4200000000"},
+		{"corrupt keeps both", "corrupt.mmdb", true, [2]uint64{1, 1}, "DE", "4200000000"},
+		// The country flag takes the new file, the ASN flag keeps the old.
+		{"country-only file keeps the ASN data", "country.mmdb", true, [2]uint64{1, 2}, "ZZ", "4200000000"},
+	}
+	for _, st := range steps {
+		copyGeoFixture(t, geoFixture(st.fixture), path)
+		if err := g.reload(); (err != nil) != st.wantErr {
+			t.Errorf("%s: reload() = %v, want error %v", st.name, err, st.wantErr)
+		}
+		for db := range geoDatabaseCount {
+			if got := g.stats.reloadFailures[db].Load(); got != st.fails[db] {
+				t.Errorf("%s: reloadFailures[%s] = %d, want %d", st.name, geoDatabaseNames[db], got, st.fails[db])
+			}
+		}
+		if c, _, asn, _ := g.labels(g.lookup(a)); c != st.country || asn != st.asn {
+			t.Errorf("%s: lookup(%s) = (%q, %q), want (%q, %q)", st.name, a, c, asn, st.country, st.asn)
+		}
+	}
+}
+
 func TestGeoLookupAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
