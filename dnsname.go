@@ -1,20 +1,328 @@
 package main
 
-import "errors"
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strconv"
+)
+
+// DNS header and question layout (RFC 1035 section 4.1).
+const (
+	dnsHeaderLen   = 12   // ID, flags, four counts
+	dnsFlagQR      = 0x80 // in header byte 2
+	dnsOpcodeMask  = 0x78 // in header byte 2
+	dnsMaxNameLen  = 255  // wire length, final zero label included (RFC 1035 section 3.1)
+	dnsMaxLabelLen = 63   // larger length bytes are pointers or reserved label types
+	dnsTypeTXT     = 16
+	dnsClassIN     = 1
+
+	// maxDomainLen is the longest domain in presentation form without the
+	// trailing dot: 253 characters make a 255-byte wire name.
+	maxDomainLen = 253
+
+	// minPrefixChars is the shortest prefix that carries a ClientID and one
+	// more byte (SPEC section 3 rule 4): 15 × 5 = 75 bits.
+	minPrefixChars = 15
+	// clientIDChars base32 characters carry the ClientID: 13 × 5 = 65 bits,
+	// of which the last character contributes its high 4.
+	clientIDChars = 13
+)
+
+// swarOnes and friends are the byte lanes of a uint64 for SWAR checks.
+const (
+	swarOnes = 0x0101010101010101
+	swarHigh = 0x8080808080808080 // bit 7 of every lane
+	swarLow7 = 0x7f7f7f7f7f7f7f7f
+)
 
 // domainTable holds the configured tunnel domains, lower case, and matches
 // question names against them.
 type domainTable struct {
-	names []string // as configured, normalised; index = dnsttPacket.domain
+	names   []string      // as configured, normalised; index = dnsttPacket.domain
+	entries []domainEntry // longest wire form first, so the longest match wins
 }
 
-// newDomainTable builds a table from normalised domains.
+// domainEntry is one tunnel domain prepared for the suffix match.
+type domainEntry struct {
+	wire   []byte // wire form, lower case, final zero label included
+	labels int    // labels in wire, the zero label excluded
+	index  uint16 // into domainTable.names
+}
+
+// newDomainTable builds a table from normalised domains (see parseDomain).
 func newDomainTable(names []string) domainTable {
-	return domainTable{names: names}
+	t := domainTable{names: names, entries: make([]domainEntry, 0, len(names))}
+	for i, n := range names {
+		e := domainEntry{index: uint16(i)}
+		start := 0
+		for j := 0; j <= len(n); j++ {
+			if j == len(n) || n[j] == '.' {
+				e.wire = append(e.wire, byte(j-start))
+				e.wire = append(e.wire, n[start:j]...)
+				e.labels++
+				start = j + 1
+			}
+		}
+		e.wire = append(e.wire, 0)
+		t.entries = append(t.entries, e)
+	}
+	// A domain that is a suffix of another has a shorter wire form, so
+	// trying longer ones first makes the longest match win. Among domains
+	// that are not suffixes of each other at most one can match.
+	slices.SortStableFunc(t.entries, func(a, b domainEntry) int { return len(b.wire) - len(a.wire) })
+	return t
 }
 
 // parseDomain validates a -dnstt.domain value and returns it normalised:
-// lower case, without a trailing dot.
+// lower case, without a trailing dot. Labels are 1 to 63 letters, digits,
+// hyphens or underscores; the whole name is at most 253 characters.
 func parseDomain(s string) (string, error) {
-	return "", errors.New("SKELETON") // replaced by the decoder work
+	n := s
+	if len(n) > 0 && n[len(n)-1] == '.' {
+		n = n[:len(n)-1]
+	}
+	if n == "" {
+		return "", domainError(s, "empty name")
+	}
+	if len(n) > maxDomainLen {
+		return "", domainError(s, "longer than "+strconv.Itoa(maxDomainLen)+" characters")
+	}
+	b := []byte(n)
+	label := 0
+	for i, c := range b {
+		switch {
+		case c == '.':
+			if label == 0 {
+				return "", domainError(s, "empty label")
+			}
+			label = 0
+			continue
+		case 'A' <= c && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return "", domainError(s, "invalid character "+strconv.QuoteRune(rune(c)))
+		}
+		label++
+		if label > dnsMaxLabelLen {
+			return "", domainError(s, "label longer than "+strconv.Itoa(dnsMaxLabelLen)+" characters")
+		}
+	}
+	if label == 0 {
+		return "", domainError(s, "empty label")
+	}
+	return string(b), nil
+}
+
+// domainError is the error of parseDomain for the value s.
+func domainError(s, why string) error {
+	return errors.New("domain " + strconv.Quote(s) + ": " + why)
+}
+
+// parseDomains applies parseDomain to every value and rejects a domain
+// given twice (after normalisation), which would count its traffic twice.
+func parseDomains(values []string) ([]string, error) {
+	out := make([]string, 0, len(values))
+	for _, v := range values {
+		n, err := parseDomain(v)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(out, n) {
+			return nil, domainError(v, "given twice")
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseMessage classifies msg, a DNS message of at least dnsHeaderLen bytes
+// whose ports and QR bit have been checked, by SPEC section 3 rules 2-4.
+// On ignoreNone it has set p.domain, p.id, p.dnsID and p.qname (aliasing
+// msg); the other fields are the caller's.
+func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
+	if msg[2]&dnsOpcodeMask != 0 || binary.BigEndian.Uint16(msg[4:6]) != 1 {
+		return ignoreNotQuery
+	}
+
+	// Walk the question name, remembering where each label starts
+	// (relative to the name). A 255-byte name has at most 127 labels; one
+	// more slot lets the walk record a label that overruns the limit.
+	var starts [dnsMaxNameLen/2 + 1]uint8
+	name := msg[dnsHeaderLen:]
+	if len(name) > dnsMaxNameLen {
+		name = name[:dnsMaxNameLen]
+	}
+	n, off := 0, 0
+	for {
+		if off >= len(name) {
+			return ignoreMalformed // truncated, or longer than 255 bytes
+		}
+		l := int(name[off])
+		if l == 0 {
+			break
+		}
+		if l > dnsMaxLabelLen {
+			return ignoreMalformed // compression pointer or reserved label type
+		}
+		starts[n] = uint8(off)
+		n++
+		off += 1 + l
+	}
+	nameLen := off + 1
+	name = name[:nameLen]
+	q := msg[dnsHeaderLen+nameLen:]
+	if len(q) < 4 {
+		return ignoreMalformed
+	}
+	if binary.BigEndian.Uint16(q[0:2]) != dnsTypeTXT || binary.BigEndian.Uint16(q[2:4]) != dnsClassIN {
+		return ignoreWrongType
+	}
+
+	// Suffix match: a domain with k labels can only be the name's last k
+	// labels, with at least one label before it.
+	var e *domainEntry
+	for i := range t.entries {
+		c := &t.entries[i]
+		if c.labels < n && nameLen-int(starts[n-c.labels]) == len(c.wire) &&
+			equalFoldWire(name[starts[n-c.labels]:], c.wire) {
+			e = c
+			break
+		}
+	}
+	if e == nil {
+		return ignoreNotTunnel
+	}
+
+	// The prefix labels, concatenated, must be at least minPrefixChars
+	// base32 characters.
+	prefixLabels := n - e.labels
+	prefixEnd := int(starts[prefixLabels])
+	if prefixEnd-prefixLabels < minPrefixChars {
+		return ignoreBadPrefix
+	}
+	for i := range prefixLabels {
+		s := int(starts[i]) + 1
+		if !isBase32(name[s : s+int(name[s-1])]) {
+			return ignoreBadPrefix
+		}
+	}
+
+	p.domain = e.index
+	p.id = decodeClientID(name[:prefixEnd])
+	p.dnsID = binary.BigEndian.Uint16(msg[0:2])
+	p.qname = name
+	return ignoreNone
+}
+
+// equalFoldWire reports whether the name suffix a equals b, a lower-case
+// wire-form domain of the same length, ignoring ASCII case. Length bytes
+// (at most 63) are unaffected by the fold, so equal bytes mean equal labels.
+func equalFoldWire(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) < 8 {
+		for i, c := range a {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != b[i] {
+				return false
+			}
+		}
+		return true
+	}
+	// Eight bytes at a time; the last word overlaps the one before it.
+	for i := 0; ; i += 8 {
+		if i > len(a)-8 {
+			i = len(a) - 8
+		}
+		if lower8(binary.LittleEndian.Uint64(a[i:])) != binary.LittleEndian.Uint64(b[i:]) {
+			return false
+		}
+		if i == len(a)-8 {
+			return true
+		}
+	}
+}
+
+// lower8 lower-cases the ASCII letters among the eight bytes of x.
+func lower8(x uint64) uint64 {
+	x7 := x & swarLow7
+	ge := x7 + swarOnes*(0x80-'A') // lane bit 7 set where byte ≥ 'A'
+	gt := x7 + swarOnes*(0x7f-'Z') // lane bit 7 set where byte > 'Z'
+	upper := ge &^ gt &^ x & swarHigh
+	return x | upper>>2 // 0x80 >> 2 = 0x20, the case bit
+}
+
+// base32Word reports whether all eight bytes of x are in the RFC 4648
+// base32 alphabet, either case: A-Z, a-z, 2-7.
+//
+// The check is SWAR: with bit 7 of every lane cleared, adding a constant
+// to each lane cannot carry into the next, and the lane's bit 7 of the sum
+// tells whether it reached a bound. Bytes with bit 7 set fail separately.
+func base32Word(x uint64) bool {
+	x7 := x & swarLow7
+	l := x7 | swarOnes*0x20 // letters fold onto 'a'..'z'; nothing else does
+	letter := (l + swarOnes*(0x80-'a')) &^ (l + swarOnes*(0x7f-'z'))
+	digit := (x7 + swarOnes*(0x80-'2')) &^ (x7 + swarOnes*(0x7f-'7'))
+	return (letter|digit)&^x&swarHigh == swarHigh
+}
+
+// isBase32 reports whether every byte of s is in the base32 alphabet
+// (either case, no padding). A byte-at-a-time loop costs about 1 ns per
+// character, too slow for 230-character names; this checks eight at once.
+func isBase32(s []byte) bool {
+	if len(s) < 8 {
+		var w [8]byte
+		copy(w[:], "aaaaaaaa")
+		copy(w[:], s)
+		return base32Word(binary.LittleEndian.Uint64(w[:]))
+	}
+	for i := 0; i < len(s)-8; i += 8 {
+		if !base32Word(binary.LittleEndian.Uint64(s[i:])) {
+			return false
+		}
+	}
+	// The last word may overlap checked bytes: the check is idempotent.
+	return base32Word(binary.LittleEndian.Uint64(s[len(s)-8:]))
+}
+
+// base32Value maps a base32 character, either case, to its 5-bit value.
+// Bytes outside the alphabet map to 0; callers check with isBase32 first.
+var base32Value = func() (t [256]byte) {
+	for i := range byte(26) {
+		t['A'+i], t['a'+i] = i, i
+	}
+	for i := range byte(6) {
+		t['2'+i] = 26 + i
+	}
+	return t
+}()
+
+// decodeClientID decodes the ClientID from the first clientIDChars base32
+// characters of name's labels, which may span labels. name holds at least
+// clientIDChars characters of validated base32 in wire form.
+func decodeClientID(name []byte) clientID {
+	var v uint64 // 60 bits of 12 characters, then the 13th's high 4
+	k := 0
+	for off := 0; k < clientIDChars; {
+		l := int(name[off])
+		lab := name[off+1 : off+1+l]
+		for _, c := range lab {
+			if k == clientIDChars-1 {
+				v = v<<4 | uint64(base32Value[c]>>1)
+				k++
+				break
+			}
+			v = v<<5 | uint64(base32Value[c])
+			k++
+		}
+		off += 1 + l
+	}
+	var id clientID
+	binary.BigEndian.PutUint64(id[:], v)
+	return id
 }
