@@ -146,11 +146,12 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 		return ignoreNotQuery
 	}
 
-	// Walk the question name, remembering where each label starts
-	// (relative to the name). A 255-byte name has at most 127 labels; one
-	// more slot lets the walk record a label that overruns the limit.
-	var starts [dnsMaxNameLen/2 + 1]uint8
-	name := msg[dnsHeaderLen:]
+	// Walk the question name. starts has bit i set when a label starts
+	// at offset i of the name: the suffix match and the prefix check need
+	// label boundaries, and a bitmap costs less than a list.
+	var starts labelStarts
+	q := msg[dnsHeaderLen:]
+	name := q
 	if len(name) > dnsMaxNameLen {
 		name = name[:dnsMaxNameLen]
 	}
@@ -166,27 +167,25 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 		if l > dnsMaxLabelLen {
 			return ignoreMalformed // compression pointer or reserved label type
 		}
-		starts[n] = uint8(off)
+		starts.set(off)
 		n++
 		off += 1 + l
 	}
 	nameLen := off + 1
 	name = name[:nameLen]
-	q := msg[dnsHeaderLen+nameLen:]
-	if len(q) < 4 {
+	if len(q) < nameLen+4 {
 		return ignoreMalformed
 	}
-	if binary.BigEndian.Uint16(q[0:2]) != dnsTypeTXT || binary.BigEndian.Uint16(q[2:4]) != dnsClassIN {
+	if binary.BigEndian.Uint16(q[nameLen:]) != dnsTypeTXT || binary.BigEndian.Uint16(q[nameLen+2:]) != dnsClassIN {
 		return ignoreWrongType
 	}
 
-	// Suffix match: a domain with k labels can only be the name's last k
-	// labels, with at least one label before it.
+	// Suffix match: a domain can only be the name's last len(wire) bytes,
+	// starting at a label boundary after at least one prefix label.
 	var e *domainEntry
 	for i := range t.entries {
 		c := &t.entries[i]
-		if c.labels < n && nameLen-int(starts[n-c.labels]) == len(c.wire) &&
-			equalFoldWire(name[starts[n-c.labels]:], c.wire) {
+		if s := nameLen - len(c.wire); s > 0 && starts.has(s) && equalFoldWire(name[s:], c.wire) {
 			e = c
 			break
 		}
@@ -197,16 +196,12 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 
 	// The prefix labels, concatenated, must be at least minPrefixChars
 	// base32 characters.
-	prefixLabels := n - e.labels
-	prefixEnd := int(starts[prefixLabels])
-	if prefixEnd-prefixLabels < minPrefixChars {
+	prefixEnd := nameLen - len(e.wire)
+	if prefixEnd-(n-e.labels) < minPrefixChars {
 		return ignoreBadPrefix
 	}
-	for i := range prefixLabels {
-		s := int(starts[i]) + 1
-		if !isBase32(name[s : s+int(name[s-1])]) {
-			return ignoreBadPrefix
-		}
+	if !validPrefix(q, prefixEnd, &starts) {
+		return ignoreBadPrefix
 	}
 
 	p.domain = e.index
@@ -214,6 +209,65 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	p.dnsID = binary.BigEndian.Uint16(msg[0:2])
 	p.qname = name
 	return ignoreNone
+}
+
+// labelStarts is a bitmap of the offsets in a question name (at most 255
+// bytes) where a label's length byte is.
+type labelStarts [(dnsMaxNameLen + 1) / 8]byte
+
+// set marks offset off, which is below dnsMaxNameLen.
+func (s *labelStarts) set(off int) { s[uint8(off)>>3] |= 1 << (off & 7) }
+
+// has reports whether a label starts at offset off, below dnsMaxNameLen.
+func (s *labelStarts) has(off int) bool { return s[uint8(off)>>3]&(1<<(off&7)) != 0 }
+
+// validPrefix reports whether the prefix labels, q[:end] in wire form,
+// hold only base32 characters. starts marks their length bytes.
+//
+// The prefix is checked eight bytes at a time across label boundaries:
+// a word with a byte outside the alphabet passes only when each such byte
+// is a length byte. Real dnstt names have 63-character labels, so length
+// bytes fall in every eighth word and the slow path is rare. Words may run
+// past end into the domain and the question's type and class (at least 7
+// bytes follow a prefix); those lanes are masked off.
+func validPrefix(q []byte, end int, starts *labelStarts) bool {
+	n := (end + 7) &^ 7
+	if len(q) < n {
+		// Not reached by parseMessage (a domain's wire form is at least 3
+		// bytes and QTYPE/QCLASS follow), kept so the loop below is safe
+		// for any caller.
+		var b [dnsMaxNameLen + 8]byte
+		copy(b[:], q[:end])
+		q = b[:]
+	}
+	q = q[:n]
+	i := 0
+	for ; i+16 <= len(q); i += 16 {
+		b0 := base32Bad(binary.LittleEndian.Uint64(q[i:]))
+		b1 := base32Bad(binary.LittleEndian.Uint64(q[i+8:]))
+		if b0|b1 != 0 && !(onlyStarts(b0, i, end, starts) && onlyStarts(b1, i+8, end, starts)) {
+			return false
+		}
+	}
+	if i < len(q) {
+		b0 := base32Bad(binary.LittleEndian.Uint64(q[i:]))
+		if b0 != 0 && !onlyStarts(b0, i, end, starts) {
+			return false
+		}
+	}
+	return true
+}
+
+// onlyStarts reports whether the lanes set in bad, the base32Bad result
+// of the word at offset i (a multiple of 8), are all label length bytes or
+// at or beyond end.
+func onlyStarts(bad uint64, i, end int, starts *labelStarts) bool {
+	// Gather the lanes' bit 7 into one byte: lane k goes to bit k.
+	m := byte((bad >> 7) * 0x0102040810204080 >> 56)
+	if r := end - i; r < 8 {
+		m &= 1<<r - 1
+	}
+	return m&^starts[uint8(i)>>3] == 0
 }
 
 // equalFoldWire reports whether the name suffix a equals b, a lower-case
@@ -257,41 +311,24 @@ func lower8(x uint64) uint64 {
 	return x | upper>>2 // 0x80 >> 2 = 0x20, the case bit
 }
 
-// base32Word reports whether all eight bytes of x are in the RFC 4648
-// base32 alphabet, either case: A-Z, a-z, 2-7.
+// base32Bad returns x with bit 7 set in each byte lane that is not in the
+// RFC 4648 base32 alphabet, either case (A-Z, a-z, 2-7), and clear in the
+// others.
 //
 // The check is SWAR: with bit 7 of every lane cleared, adding a constant
 // to each lane cannot carry into the next, and the lane's bit 7 of the sum
-// tells whether it reached a bound. Bytes with bit 7 set fail separately.
-func base32Word(x uint64) bool {
+// tells whether it reached a bound. A byte-at-a-time loop costs about 1 ns
+// per character, too slow for 230-character names; this checks eight.
+func base32Bad(x uint64) uint64 {
 	x7 := x & swarLow7
 	l := x7 | swarOnes*0x20 // letters fold onto 'a'..'z'; nothing else does
 	letter := (l + swarOnes*(0x80-'a')) &^ (l + swarOnes*(0x7f-'z'))
 	digit := (x7 + swarOnes*(0x80-'2')) &^ (x7 + swarOnes*(0x7f-'7'))
-	return (letter|digit)&^x&swarHigh == swarHigh
-}
-
-// isBase32 reports whether every byte of s is in the base32 alphabet
-// (either case, no padding). A byte-at-a-time loop costs about 1 ns per
-// character, too slow for 230-character names; this checks eight at once.
-func isBase32(s []byte) bool {
-	if len(s) < 8 {
-		var w [8]byte
-		copy(w[:], "aaaaaaaa")
-		copy(w[:], s)
-		return base32Word(binary.LittleEndian.Uint64(w[:]))
-	}
-	for i := 0; i < len(s)-8; i += 8 {
-		if !base32Word(binary.LittleEndian.Uint64(s[i:])) {
-			return false
-		}
-	}
-	// The last word may overlap checked bytes: the check is idempotent.
-	return base32Word(binary.LittleEndian.Uint64(s[len(s)-8:]))
+	return (x | ^(letter | digit)) & swarHigh
 }
 
 // base32Value maps a base32 character, either case, to its 5-bit value.
-// Bytes outside the alphabet map to 0; callers check with isBase32 first.
+// Bytes outside the alphabet map to 0; callers check with validPrefix first.
 var base32Value = func() (t [256]byte) {
 	for i := range byte(26) {
 		t['A'+i], t['a'+i] = i, i
@@ -307,20 +344,28 @@ var base32Value = func() (t [256]byte) {
 // clientIDChars characters of validated base32 in wire form.
 func decodeClientID(name []byte) clientID {
 	var v uint64 // 60 bits of 12 characters, then the 13th's high 4
-	k := 0
-	for off := 0; k < clientIDChars; {
-		l := int(name[off])
-		lab := name[off+1 : off+1+l]
-		for _, c := range lab {
-			if k == clientIDChars-1 {
-				v = v<<4 | uint64(base32Value[c]>>1)
-				k++
-				break
-			}
-			v = v<<5 | uint64(base32Value[c])
-			k++
+	if int(name[0]) >= clientIDChars && len(name) > clientIDChars {
+		// The common case: the first label holds all 13 characters.
+		c := name[1 : clientIDChars+1]
+		for _, ch := range c[:clientIDChars-1] {
+			v = v<<5 | uint64(base32Value[ch])
 		}
-		off += 1 + l
+		v = v<<4 | uint64(base32Value[c[clientIDChars-1]]>>1)
+	} else {
+		k := 0
+		for off := 0; k < clientIDChars; {
+			l := int(name[off])
+			for _, ch := range name[off+1 : off+1+l] {
+				if k == clientIDChars-1 {
+					v = v<<4 | uint64(base32Value[ch]>>1)
+					k++
+					break
+				}
+				v = v<<5 | uint64(base32Value[ch])
+				k++
+			}
+			off += 1 + l
+		}
 	}
 	var id clientID
 	binary.BigEndian.PutUint64(id[:], v)
