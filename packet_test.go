@@ -837,3 +837,40 @@ func BenchmarkDecodeMalformed(b *testing.B) {
 	binary.BigEndian.PutUint16(pkt[ipv4MinHeaderLen+4:], udpHeaderLen+dnsHeaderLen+100)
 	benchDecode(b, pkt, ignoreMalformed)
 }
+
+// FuzzDecodeIP fuzzes the whole decoder from the IP header, seeded with
+// every packet of the lab capture and the hand-built cases.
+func FuzzDecodeIP(f *testing.F) {
+	for _, b := range testCaptureIP(f) {
+		f.Add(b)
+	}
+	for _, tt := range decodeCases() {
+		f.Add(tt.pkt)
+	}
+	d := newDecoder(fuzzDomains, testPort)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p dnsttPacket
+		r := d.decodeIP(b, &p)
+		if r >= ignoreReasonCount {
+			t.Fatalf("decodeIP(%x) = %d", b, r)
+		}
+		if r2, ifindex := d.decodeLink(linkRaw, b, &p); r2 != r || ifindex != -1 {
+			t.Fatalf("decodeLink(raw, %x) = %v, %d, decodeIP = %v", b, r2, ifindex, r)
+		}
+		if !raceEnabled {
+			if n := testing.AllocsPerRun(10, func() { d.decodeIP(b, &p) }); n != 0 {
+				t.Fatalf("decodeIP(%x): allocs = %v, want 0", b, n)
+			}
+		}
+		if r != ignoreNone {
+			return
+		}
+		checkAccepted(t, &d.domains, &p, b)
+		if p.dnsLen < dnsHeaderLen+len(p.qname)+4 {
+			t.Fatalf("decodeIP(%x): dnsLen %d too short for qname %q", b, p.dnsLen, p.qname)
+		}
+		if v := b[0] >> 4; !p.resolver.IsValid() || p.resolver.Is4() != (v == 4) {
+			t.Fatalf("decodeIP(%x): resolver %v for IP version %d", b, p.resolver, v)
+		}
+	})
+}
