@@ -233,41 +233,55 @@ func (s *labelStarts) has(off int) bool { return s[uint8(off)>>3]&(1<<(off&7)) !
 func validPrefix(q []byte, end int, starts *labelStarts) bool {
 	n := (end + 7) &^ 7
 	if len(q) < n {
-		// Not reached by parseMessage (a domain's wire form is at least 3
-		// bytes and QTYPE/QCLASS follow), kept so the loop below is safe
-		// for any caller.
-		var b [dnsMaxNameLen + 8]byte
-		copy(b[:], q[:end])
-		q = b[:]
+		return validPrefixPadded(q, end, starts)
 	}
 	q = q[:n]
+	// Two words per step, resliced rather than indexed, keep the loop
+	// free of bounds checks and spills.
+	k := swarBase32 // constants in registers, not rematerialised per use
 	i := 0
-	for ; i+16 <= len(q); i += 16 {
-		b0 := base32Bad(binary.LittleEndian.Uint64(q[i:]))
-		b1 := base32Bad(binary.LittleEndian.Uint64(q[i+8:]))
-		if b0|b1 != 0 && !(onlyStarts(b0, i, end, starts) && onlyStarts(b1, i+8, end, starts)) {
+	for ; len(q) >= 16; i += 16 {
+		b0 := k.bad(binary.LittleEndian.Uint64(q[0:8]))
+		b1 := k.bad(binary.LittleEndian.Uint64(q[8:16]))
+		q = q[16:]
+		if b0|b1 != 0 && !onlyStarts(b0, b1, i, end, starts) {
 			return false
 		}
 	}
-	if i < len(q) {
-		b0 := base32Bad(binary.LittleEndian.Uint64(q[i:]))
-		if b0 != 0 && !onlyStarts(b0, i, end, starts) {
+	if len(q) == 8 {
+		if b0 := base32Bad(binary.LittleEndian.Uint64(q)); b0 != 0 && !onlyStarts(b0, 0, i, end, starts) {
 			return false
 		}
 	}
 	return true
 }
 
-// onlyStarts reports whether the lanes set in bad, the base32Bad result
-// of the word at offset i (a multiple of 8), are all label length bytes or
-// at or beyond end.
-func onlyStarts(bad uint64, i, end int, starts *labelStarts) bool {
-	// Gather the lanes' bit 7 into one byte: lane k goes to bit k.
-	m := byte((bad >> 7) * 0x0102040810204080 >> 56)
-	if r := end - i; r < 8 {
+// validPrefixPadded is validPrefix for a q too short to read whole words
+// past end. parseMessage never needs it (a domain's wire form is at least
+// 3 bytes and QTYPE/QCLASS follow), but validPrefix stays safe without it.
+func validPrefixPadded(q []byte, end int, starts *labelStarts) bool {
+	var b [dnsMaxNameLen + 8]byte
+	if end > dnsMaxNameLen || end > len(q) {
+		return false
+	}
+	copy(b[:], q[:end])
+	return validPrefix(b[:], end, starts)
+}
+
+// onlyStarts reports whether the lanes set in b0 and b1, the base32Bad
+// results of the words at offsets i and i+8 (i a multiple of 16), are all
+// label length bytes or at or beyond end. It is the slow path of
+// validPrefix, kept out of line so the loop keeps its registers.
+//
+//go:noinline
+func onlyStarts(b0, b1 uint64, i, end int, starts *labelStarts) bool {
+	// Gather the lanes' bit 7 into two bytes: lane k goes to bit k.
+	m := uint16(b0>>7*0x0102040810204080>>56) | uint16(b1>>7*0x0102040810204080>>56)<<8
+	if r := end - i; r < 16 {
 		m &= 1<<r - 1
 	}
-	return m&^starts[uint8(i)>>3] == 0
+	j := uint8(i) >> 3
+	return m&^(uint16(starts[j])|uint16(starts[(j+1)&(uint8(len(starts))-1)])<<8) == 0
 }
 
 // equalFoldWire reports whether the name suffix a equals b, a lower-case
@@ -313,18 +327,47 @@ func lower8(x uint64) uint64 {
 
 // base32Bad returns x with bit 7 set in each byte lane that is not in the
 // RFC 4648 base32 alphabet, either case (A-Z, a-z, 2-7), and clear in the
-// others.
+// others. A lane whose byte has bit 7 set is always flagged; the lanes
+// after it (higher addresses) are then unspecified, which is fine for a
+// caller that rejects the whole word for such a byte.
 //
-// The check is SWAR: with bit 7 of every lane cleared, adding a constant
-// to each lane cannot carry into the next, and the lane's bit 7 of the sum
-// tells whether it reached a bound. A byte-at-a-time loop costs about 1 ns
-// per character, too slow for 230-character names; this checks eight.
+// The check is SWAR: for a lane below 0x80, adding a constant of at most
+// 0x48, or subtracting it from 0x80 + a constant, neither carries nor
+// borrows into the next lane, and the result's bit 7 tells on which side
+// of a bound the lane is. Written as "below the low bound or above the
+// high one" it needs no negations: 10 operations for 8 bytes, where a
+// byte-at-a-time loop costs about 1 ns per character, too slow for
+// 230-character names.
 func base32Bad(x uint64) uint64 {
-	x7 := x & swarLow7
-	l := x7 | swarOnes*0x20 // letters fold onto 'a'..'z'; nothing else does
-	letter := (l + swarOnes*(0x80-'a')) &^ (l + swarOnes*(0x7f-'z'))
-	digit := (x7 + swarOnes*(0x80-'2')) &^ (x7 + swarOnes*(0x7f-'7'))
-	return (x | ^(letter | digit)) & swarHigh
+	l := x | swarOnes*0x20              // letters fold onto 'a'..'z'; nothing else does
+	belowA := swarOnes*(0x80+'a'-1) - l // bit 7 set where l < 'a'
+	aboveZ := l + swarOnes*(0x7f-'z')   // bit 7 set where l > 'z'
+	below2 := swarOnes*(0x80+'2'-1) - x // bit 7 set where x < '2'
+	above7 := x + swarOnes*(0x7f-'7')   // bit 7 set where x > '7'
+	return ((belowA|aboveZ)&(below2|above7) | x) & swarHigh
+}
+
+// swarConsts are base32Bad's constants, loaded into variables so that
+// the compiler keeps them in registers across validPrefix's loop instead of
+// rematerialising a 10-byte immediate at every use.
+type swarConsts struct{ fold, belowA, aboveZ, below2, above7, high uint64 }
+
+// swarBase32 holds base32Bad's constants; it is never written.
+var swarBase32 = swarConsts{
+	fold:   swarOnes * 0x20,
+	belowA: swarOnes * (0x80 + 'a' - 1),
+	aboveZ: swarOnes * (0x7f - 'z'),
+	below2: swarOnes * (0x80 + '2' - 1),
+	above7: swarOnes * (0x7f - '7'),
+	high:   swarHigh,
+}
+
+// bad is base32Bad with the constants of k.
+func (k *swarConsts) bad(x uint64) uint64 {
+	l := x | k.fold
+	belowA, aboveZ := k.belowA-l, l+k.aboveZ
+	below2, above7 := k.below2-x, x+k.above7
+	return ((belowA|aboveZ)&(below2|above7) | x) & k.high
 }
 
 // base32Value maps a base32 character, either case, to its 5-bit value.
@@ -346,11 +389,13 @@ func decodeClientID(name []byte) clientID {
 	var v uint64 // 60 bits of 12 characters, then the 13th's high 4
 	if int(name[0]) >= clientIDChars && len(name) > clientIDChars {
 		// The common case: the first label holds all 13 characters.
+		// Independent shifts joined in a tree, not a 13-step chain.
 		c := name[1 : clientIDChars+1]
-		for _, ch := range c[:clientIDChars-1] {
-			v = v<<5 | uint64(base32Value[ch])
-		}
-		v = v<<4 | uint64(base32Value[c[clientIDChars-1]]>>1)
+		t := &base32Value
+		v = (uint64(t[c[0]])<<59 | uint64(t[c[1]])<<54 | uint64(t[c[2]])<<49 | uint64(t[c[3]])<<44) |
+			(uint64(t[c[4]])<<39 | uint64(t[c[5]])<<34 | uint64(t[c[6]])<<29 | uint64(t[c[7]])<<24) |
+			(uint64(t[c[8]])<<19 | uint64(t[c[9]])<<14 | uint64(t[c[10]])<<9 | uint64(t[c[11]])<<4) |
+			uint64(t[c[12]]>>1)
 	} else {
 		k := 0
 		for off := 0; k < clientIDChars; {

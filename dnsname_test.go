@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"go/parser"
 	"go/token"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,7 +91,8 @@ func TestNewDomainTable(t *testing.T) {
 }
 
 // TestBase32Bad compares the SWAR check with a byte-at-a-time oracle for
-// every byte value in every lane.
+// every byte value in every lane. After a byte with bit 7 set only that
+// byte's flag is specified.
 func TestBase32Bad(t *testing.T) {
 	valid := func(c byte) bool {
 		return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '2' <= c && c <= '7'
@@ -105,6 +107,9 @@ func TestBase32Bad(t *testing.T) {
 				w[lane] = byte(c)
 				got := base32Bad(leUint64(w))
 				for i := range w {
+					if i > 0 && slices.ContainsFunc(w[:i], func(b byte) bool { return b >= 0x80 }) {
+						break // unspecified after a byte with bit 7 set
+					}
 					wantBad := !valid(w[i])
 					if gotBad := got>>(8*i+7)&1 == 1; gotBad != wantBad {
 						t.Fatalf("base32Bad(%x): lane %d bad = %v, want %v", w, i, gotBad, wantBad)
