@@ -151,28 +151,11 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	// label boundaries, and a bitmap costs less than a list.
 	var starts labelStarts
 	q := msg[dnsHeaderLen:]
-	name := q
-	if len(name) > dnsMaxNameLen {
-		name = name[:dnsMaxNameLen]
+	nameLen, n := walkName(q, &starts)
+	if nameLen == 0 {
+		return ignoreMalformed
 	}
-	n, off := 0, 0
-	for {
-		if off >= len(name) {
-			return ignoreMalformed // truncated, or longer than 255 bytes
-		}
-		l := int(name[off])
-		if l == 0 {
-			break
-		}
-		if l > dnsMaxLabelLen {
-			return ignoreMalformed // compression pointer or reserved label type
-		}
-		starts.set(off)
-		n++
-		off += 1 + l
-	}
-	nameLen := off + 1
-	name = name[:nameLen]
+	name := q[:nameLen]
 	if len(q) < nameLen+4 {
 		return ignoreMalformed
 	}
@@ -209,6 +192,36 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	p.dnsID = binary.BigEndian.Uint16(msg[0:2])
 	p.qname = name
 	return ignoreNone
+}
+
+// walkName walks the question name at the start of q, marking where each
+// label starts, and returns the name's wire length (final zero label
+// included) and its number of labels. nameLen is 0 when the name is
+// truncated, longer than dnsMaxNameLen, or holds a compression pointer or
+// a reserved label type.
+//
+// It is a function of its own so that the offset chain it follows stays
+// in registers: inlined into parseMessage, it spilled per label.
+//
+//go:noinline
+func walkName(q []byte, starts *labelStarts) (nameLen, labels int) {
+	if len(q) > dnsMaxNameLen {
+		q = q[:dnsMaxNameLen]
+	}
+	off := 0
+	for off < len(q) {
+		l := int(q[off])
+		if l == 0 {
+			return off + 1, labels
+		}
+		if l > dnsMaxLabelLen {
+			return 0, 0 // compression pointer or reserved label type
+		}
+		starts.set(off)
+		labels++
+		off += 1 + l
+	}
+	return 0, 0 // truncated, or longer than 255 bytes
 }
 
 // labelStarts is a bitmap of the offsets in a question name (at most 255
