@@ -106,6 +106,9 @@ func TestBase32Bad(t *testing.T) {
 				}
 				w[lane] = byte(c)
 				got := base32Bad(leUint64(w))
+				if k := swarBase32.bad(leUint64(w)); k != got {
+					t.Fatalf("swarBase32.bad(%x) = %#x, base32Bad = %#x", w, k, got)
+				}
 				for i := range w {
 					if i > 0 && slices.ContainsFunc(w[:i], func(b byte) bool { return b >= 0x80 }) {
 						break // unspecified after a byte with bit 7 set
