@@ -146,12 +146,11 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 		return ignoreNotQuery
 	}
 
-	// Walk the question name. starts has bit i set when a label starts
-	// at offset i of the name: the suffix match and the prefix check need
-	// label boundaries, and a bitmap costs less than a list.
-	var starts labelStarts
+	// Walk the question name, marking where labels start: the suffix
+	// match and the prefix check need label boundaries.
+	var marks labelMarks
 	q := msg[dnsHeaderLen:]
-	nameLen, n := walkName(q, &starts)
+	nameLen, n := walkName(q, &marks)
 	if nameLen == 0 {
 		return ignoreMalformed
 	}
@@ -168,7 +167,7 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	var e *domainEntry
 	for i := range t.entries {
 		c := &t.entries[i]
-		if s := nameLen - len(c.wire); s > 0 && starts.has(s) && equalFoldWire(name[s:], c.wire) {
+		if s := nameLen - len(c.wire); s > 0 && marks[s] != 0 && equalFoldWire(name[s:], c.wire) {
 			e = c
 			break
 		}
@@ -183,7 +182,7 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	if prefixEnd-(n-e.labels) < minPrefixChars {
 		return ignoreBadPrefix
 	}
-	if !validPrefix(q, prefixEnd, &starts) {
+	if !validPrefix(q, prefixEnd, &marks) {
 		return ignoreBadPrefix
 	}
 
@@ -204,7 +203,7 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 // in registers: inlined into parseMessage, it spilled per label.
 //
 //go:noinline
-func walkName(q []byte, starts *labelStarts) (nameLen, labels int) {
+func walkName(q []byte, marks *labelMarks) (nameLen, labels int) {
 	if len(q) > dnsMaxNameLen {
 		q = q[:dnsMaxNameLen]
 	}
@@ -217,84 +216,67 @@ func walkName(q []byte, starts *labelStarts) (nameLen, labels int) {
 		if l > dnsMaxLabelLen {
 			return 0, 0 // compression pointer or reserved label type
 		}
-		starts.set(off)
+		marks[uint8(off)] = labelMark
 		labels++
 		off += 1 + l
 	}
 	return 0, 0 // truncated, or longer than 255 bytes
 }
 
-// labelStarts is a bitmap of the offsets in a question name (at most 255
-// bytes) where a label's length byte is.
-type labelStarts [(dnsMaxNameLen + 1) / 8]byte
+// labelMarks has labelMark at each offset of a question name (at most
+// 255 bytes) where a label's length byte is, and 0 elsewhere. It is laid
+// out like the name so that validPrefix can read eight marks at once as
+// a lane mask; it is longer by a word so that marks can follow the name.
+type labelMarks [dnsMaxNameLen + 1 + 8]byte
 
-// set marks offset off, which is below dnsMaxNameLen.
-func (s *labelStarts) set(off int) { s[uint8(off)>>3] |= 1 << (off & 7) }
-
-// has reports whether a label starts at offset off, below dnsMaxNameLen.
-func (s *labelStarts) has(off int) bool { return s[uint8(off)>>3]&(1<<(off&7)) != 0 }
+// labelMark marks a label start: bit 7, as in a base32Bad lane.
+const labelMark = 0x80
 
 // validPrefix reports whether the prefix labels, q[:end] in wire form,
-// hold only base32 characters. starts marks their length bytes.
+// hold only base32 characters. marks marks their length bytes; validPrefix
+// overwrites the marks from end on.
 //
-// The prefix is checked eight bytes at a time across label boundaries:
-// a word with a byte outside the alphabet passes only when each such byte
-// is a length byte. Real dnstt names have 63-character labels, so length
-// bytes fall in every eighth word and the slow path is rare. Words may run
-// past end into the domain and the question's type and class (at least 7
-// bytes follow a prefix); those lanes are masked off.
-func validPrefix(q []byte, end int, starts *labelStarts) bool {
+// The prefix is checked eight bytes at a time, four words per step,
+// across label boundaries, with the length bytes' lanes masked off by the
+// marks, and without a branch or call per word (a prefix that fails is
+// rare): Go's calls save no registers, so a slow path in the loop made
+// every step reload its state. Words may run past end
+// into the domain and the question's type and class (at least 7 bytes
+// follow a prefix); those lanes are masked off too, by marks written
+// from end on.
+func validPrefix(q []byte, end int, marks *labelMarks) bool {
 	n := (end + 7) &^ 7
-	if len(q) < n {
-		return validPrefixPadded(q, end, starts)
+	if len(q) < n || end > dnsMaxNameLen {
+		return validPrefixPadded(q, end, marks)
 	}
-	q = q[:n]
-	// Two words per step, resliced rather than indexed, keep the loop
-	// free of bounds checks and spills.
+	binary.LittleEndian.PutUint64(marks[end:], swarHigh)
 	k := swarBase32 // constants in registers, not rematerialised per use
+	var bad uint64
 	i := 0
-	for ; len(q) >= 16; i += 16 {
-		b0 := k.bad(binary.LittleEndian.Uint64(q[0:8]))
-		b1 := k.bad(binary.LittleEndian.Uint64(q[8:16]))
-		q = q[16:]
-		if b0|b1 != 0 && !onlyStarts(b0, b1, i, end, starts) {
-			return false
-		}
+	for ; i+32 <= n; i += 32 {
+		w := q[i : i+32 : i+32]
+		m := marks[i : i+32 : i+32]
+		bad |= k.bad(binary.LittleEndian.Uint64(w[0:8]))&^binary.LittleEndian.Uint64(m[0:8]) |
+			k.bad(binary.LittleEndian.Uint64(w[8:16]))&^binary.LittleEndian.Uint64(m[8:16]) |
+			k.bad(binary.LittleEndian.Uint64(w[16:24]))&^binary.LittleEndian.Uint64(m[16:24]) |
+			k.bad(binary.LittleEndian.Uint64(w[24:32]))&^binary.LittleEndian.Uint64(m[24:32])
 	}
-	if len(q) == 8 {
-		if b0 := base32Bad(binary.LittleEndian.Uint64(q)); b0 != 0 && !onlyStarts(b0, 0, i, end, starts) {
-			return false
-		}
+	for ; i < n; i += 8 {
+		bad |= k.bad(binary.LittleEndian.Uint64(q[i:i+8:i+8])) &^ binary.LittleEndian.Uint64(marks[i:i+8:i+8])
 	}
-	return true
+	return bad == 0
 }
 
 // validPrefixPadded is validPrefix for a q too short to read whole words
 // past end. parseMessage never needs it (a domain's wire form is at least
 // 3 bytes and QTYPE/QCLASS follow), but validPrefix stays safe without it.
-func validPrefixPadded(q []byte, end int, starts *labelStarts) bool {
+func validPrefixPadded(q []byte, end int, marks *labelMarks) bool {
 	var b [dnsMaxNameLen + 8]byte
 	if end > dnsMaxNameLen || end > len(q) {
 		return false
 	}
 	copy(b[:], q[:end])
-	return validPrefix(b[:], end, starts)
-}
-
-// onlyStarts reports whether the lanes set in b0 and b1, the base32Bad
-// results of the words at offsets i and i+8 (i a multiple of 16), are all
-// label length bytes or at or beyond end. It is the slow path of
-// validPrefix, kept out of line so the loop keeps its registers.
-//
-//go:noinline
-func onlyStarts(b0, b1 uint64, i, end int, starts *labelStarts) bool {
-	// Gather the lanes' bit 7 into two bytes: lane k goes to bit k.
-	m := uint16(b0>>7*0x0102040810204080>>56) | uint16(b1>>7*0x0102040810204080>>56)<<8
-	if r := end - i; r < 16 {
-		m &= 1<<r - 1
-	}
-	j := uint8(i) >> 3
-	return m&^(uint16(starts[j])|uint16(starts[(j+1)&(uint8(len(starts))-1)])<<8) == 0
+	return validPrefix(b[:], end, marks)
 }
 
 // equalFoldWire reports whether the name suffix a equals b, a lower-case
