@@ -256,15 +256,15 @@ func validPrefix(q []byte, end int, marks *labelMarks) bool {
 	for ; i+32 <= n; i += 32 {
 		w := q[i : i+32 : i+32]
 		m := marks[i : i+32 : i+32]
-		bad |= k.bad(binary.LittleEndian.Uint64(w[0:8]))&^binary.LittleEndian.Uint64(m[0:8]) |
-			k.bad(binary.LittleEndian.Uint64(w[8:16]))&^binary.LittleEndian.Uint64(m[8:16]) |
-			k.bad(binary.LittleEndian.Uint64(w[16:24]))&^binary.LittleEndian.Uint64(m[16:24]) |
-			k.bad(binary.LittleEndian.Uint64(w[24:32]))&^binary.LittleEndian.Uint64(m[24:32])
+		bad |= k.raw(binary.LittleEndian.Uint64(w[0:8]))&^binary.LittleEndian.Uint64(m[0:8]) |
+			k.raw(binary.LittleEndian.Uint64(w[8:16]))&^binary.LittleEndian.Uint64(m[8:16]) |
+			k.raw(binary.LittleEndian.Uint64(w[16:24]))&^binary.LittleEndian.Uint64(m[16:24]) |
+			k.raw(binary.LittleEndian.Uint64(w[24:32]))&^binary.LittleEndian.Uint64(m[24:32])
 	}
 	for ; i < n; i += 8 {
-		bad |= k.bad(binary.LittleEndian.Uint64(q[i:i+8:i+8])) &^ binary.LittleEndian.Uint64(marks[i:i+8:i+8])
+		bad |= k.raw(binary.LittleEndian.Uint64(q[i:i+8:i+8])) &^ binary.LittleEndian.Uint64(marks[i:i+8:i+8])
 	}
-	return bad == 0
+	return bad&swarHigh == 0
 }
 
 // validPrefixPadded is validPrefix for a q too short to read whole words
@@ -358,11 +358,15 @@ var swarBase32 = swarConsts{
 }
 
 // bad is base32Bad with the constants of k.
-func (k *swarConsts) bad(x uint64) uint64 {
+func (k *swarConsts) bad(x uint64) uint64 { return k.raw(x) & k.high }
+
+// raw is bad without the final mask: only bit 7 of each lane means
+// anything, so a caller that ORs many words can mask once at the end.
+func (k *swarConsts) raw(x uint64) uint64 {
 	l := x | k.fold
 	belowA, aboveZ := k.belowA-l, l+k.aboveZ
 	below2, above7 := k.below2-x, x+k.above7
-	return ((belowA|aboveZ)&(below2|above7) | x) & k.high
+	return (belowA|aboveZ)&(below2|above7) | x
 }
 
 // base32Value maps a base32 character, either case, to its 5-bit value.
