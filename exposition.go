@@ -184,10 +184,14 @@ type metrics struct {
 // labelOrder is the sorted list of exported label sets. It is immutable
 // once published; a new one replaces it when label sets gain traffic.
 type labelOrder struct {
-	seen   uint32  // sessionTable.seenSets when built
-	sets   []int32 // indexes into sessionTable.sets, in output order
-	labels []byte  // the label pairs of every set, concatenated
-	ends   []int32 // labels[ends[k-1]:ends[k]] belongs to sets[k]
+	seen uint32  // sessionTable.seenSets when built
+	sets []int32 // indexes into sessionTable.sets, in output order
+	// prefixes holds, for each dnstt family f and each k, the start of its
+	// sample line up to the value, `name{domain="…",…} `, at
+	// prefixes[ends[i-1]:ends[i]] with i = int(f)*len(sets)+k: formatting
+	// a sample is then one copy and one number (BenchmarkScrape300).
+	prefixes []byte
+	ends     []int32
 }
 
 // labelSnapshot is one label set's numbers, copied before formatting.
@@ -297,9 +301,26 @@ func appendEscaped(dst []byte, s string) []byte {
 	return dst
 }
 
-// appendHeader appends the HELP and TYPE lines of f. HELP escapes only
-// backslash and line feed (text format 0.0.4).
+// familyHeaders are the HELP and TYPE lines of every family, formatted
+// once.
+var familyHeaders = formatHeaders()
+
+// formatHeaders formats familyHeaders.
+func formatHeaders() (h [familyCount]string) {
+	for f := range h {
+		h[f] = string(formatHeader(nil, family(f)))
+	}
+	return h
+}
+
+// appendHeader appends the HELP and TYPE lines of f.
 func appendHeader(dst []byte, f family) []byte {
+	return append(dst, familyHeaders[f]...)
+}
+
+// formatHeader appends the HELP and TYPE lines of f. HELP escapes only
+// backslash and line feed (text format 0.0.4).
+func formatHeader(dst []byte, f family) []byte {
 	d := &families[f]
 	dst = append(dst, "# HELP "...)
 	dst = append(dst, d.name...)
@@ -406,21 +427,26 @@ func (m *metrics) currentOrder() *labelOrder {
 		}
 		return int(a.set - b.set)
 	})
-	o := &labelOrder{seen: seen, sets: make([]int32, len(keys)), ends: make([]int32, len(keys))}
+	o := &labelOrder{seen: seen, sets: make([]int32, len(keys))}
 	for k, key := range keys {
 		o.sets[k] = key.set
-		o.labels = append(o.labels, `domain="`...)
-		o.labels = appendEscaped(o.labels, key.domain)
-		if m.hasCountry {
-			o.labels = append(o.labels, `",country="`...)
-			o.labels = appendEscaped(o.labels, key.country)
+	}
+	for f := famActive; f <= famSessions; f++ {
+		for _, key := range keys {
+			b := append(o.prefixes, families[f].name...)
+			b = append(b, `{domain="`...)
+			b = appendEscaped(b, key.domain)
+			if m.hasCountry {
+				b = append(b, `",country="`...)
+				b = appendEscaped(b, key.country)
+			}
+			if m.hasASN {
+				b = append(b, `",asn="`...)
+				b = appendEscaped(b, key.asn)
+			}
+			o.prefixes = append(b, `"} `...)
+			o.ends = append(o.ends, int32(len(o.prefixes)))
 		}
-		if m.hasASN {
-			o.labels = append(o.labels, `",asn="`...)
-			o.labels = appendEscaped(o.labels, key.asn)
-		}
-		o.labels = append(o.labels, '"')
-		o.ends[k] = int32(len(o.labels))
 	}
 	m.order.Store(o)
 	return o
@@ -461,19 +487,16 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 		m.proc.read(&sc.proc)
 	}
 
+	start := int32(0)
+	i := 0
 	for f := famActive; f <= famSessions; f++ {
 		dst = appendHeader(dst, f)
-		name := families[f].name
 		for k := range snaps {
 			s := &snaps[k]
-			dst = append(dst, name...)
-			dst = append(dst, '{')
-			start := int32(0)
-			if k > 0 {
-				start = o.ends[k-1]
-			}
-			dst = append(dst, o.labels[start:o.ends[k]]...)
-			dst = append(dst, "} "...)
+			end := o.ends[i]
+			dst = append(dst, o.prefixes[start:end]...)
+			start = end
+			i++
 			switch f {
 			case famActive:
 				dst = strconv.AppendInt(dst, s.active, 10)
