@@ -476,6 +476,9 @@ func TestSessionSizes(t *testing.T) {
 	if got := reflect.TypeFor[sessionShard]().Size(); got != 64 {
 		t.Errorf("sessionShard is %d bytes, want 64 (one cache line)", got)
 	}
+	if got := reflect.TypeFor[labelCounters]().Size(); got != 64 {
+		t.Errorf("labelCounters is %d bytes, want 64 (one cache line)", got)
+	}
 }
 
 // TestSessionsImports: sessions.go stays free of fmt, log and reflect, and
