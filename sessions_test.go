@@ -690,10 +690,10 @@ func TestSessionsRealCapture(t *testing.T) {
 // sinkTable keeps benchmark tables alive.
 var sinkTable *sessionTable
 
-// fillTable returns a table holding n sessions on one domain, and their
-// IDs in random order.
-func fillTable(n int, now int64) (*sessionTable, []clientID) {
-	tab := newSessionTable(sessionConfig{window: testWindow, max: n, domains: 1, geoIDs: 1})
+// fillTable returns a table of geoIDs label sets holding n sessions on one
+// domain and geoID 0, and their IDs in random order.
+func fillTable(n int, now int64, geoIDs int) (*sessionTable, []clientID) {
+	tab := newSessionTable(sessionConfig{window: testWindow, max: n, domains: 1, geoIDs: geoIDs})
 	ids := make([]clientID, n)
 	p := testPacket(dirQuery, 0, 0, 60)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -710,7 +710,7 @@ func fillTable(n int, now int64) (*sessionTable, []clientID) {
 // 131,072 sessions in random order.
 func BenchmarkSessionUpdate(b *testing.B) {
 	const n = 1 << 17
-	tab, ids := fillTable(n, 0)
+	tab, ids := fillTable(n, 0, 1)
 	p := testPacket(dirQuery, 0, 0, 60)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -722,27 +722,53 @@ func BenchmarkSessionUpdate(b *testing.B) {
 }
 
 // BenchmarkSessionUpdateParallel is BenchmarkSessionUpdate from GOMAXPROCS
-// ring readers at once.
+// ring readers at once. In shared-set every query counts on one label set
+// (no GeoIP), whose counters' cache line the readers then share; in
+// set-per-reader each reader's sessions have their own label set, which
+// shows how the sharded table itself scales.
 func BenchmarkSessionUpdateParallel(b *testing.B) {
-	const n = 1 << 17
-	tab, ids := fillTable(n, 0)
-	var seq sync.Mutex
-	start := 0
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		seq.Lock()
-		i := start
-		start += n / 16
-		seq.Unlock()
-		p := testPacket(dirQuery, 0, 0, 60)
-		for pb.Next() {
-			p.id = ids[i&(n-1)]
-			tab.query(p, 0, sec(1))
-			i++
+	for _, perReader := range []bool{false, true} {
+		name := "shared-set"
+		if perReader {
+			name = "set-per-reader"
 		}
-	})
-	sinkTable = tab
+		b.Run(name, func(b *testing.B) {
+			const n = 1 << 17
+			chunks := runtime.GOMAXPROCS(0) // RunParallel's goroutines
+			tab, ids := fillTable(n, 0, chunks)
+			if perReader { // move each reader's sessions to its label set first
+				p := testPacket(dirQuery, 0, 0, 60)
+				for i := range ids {
+					p.id = ids[i]
+					tab.query(p, geoID(i*chunks/n), 0)
+				}
+			}
+			var seq sync.Mutex
+			next := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				seq.Lock()
+				j := next % chunks
+				next++
+				seq.Unlock()
+				g := geoID(0)
+				if perReader {
+					g = geoID(j)
+				}
+				mine := ids[j*n/chunks : (j+1)*n/chunks] // i*chunks/n == j above
+				p := testPacket(dirQuery, 0, 0, 60)
+				for i := 0; pb.Next(); i++ {
+					if i == len(mine) {
+						i = 0
+					}
+					p.id = mine[i]
+					tab.query(p, g, sec(1))
+				}
+			})
+			sinkTable = tab
+		})
+	}
 }
 
 // BenchmarkSessionInsert: a query of a new session (growth included).
@@ -762,7 +788,7 @@ func BenchmarkSessionInsert(b *testing.B) {
 // none (the steady state); ns/session is the cost per tracked session.
 func BenchmarkSessionSweep1M(b *testing.B) {
 	const n = 1000000
-	tab, _ := fillTable(n, 0)
+	tab, _ := fillTable(n, 0, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
