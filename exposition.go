@@ -172,7 +172,7 @@ type metrics struct {
 	hasASN     bool          // … an asn label
 	geoDBs     []geoDatabase // configured databases, for the GeoIP self-metrics
 	order      atomic.Pointer[labelOrder]
-	buildInfo  []byte     // the build_info and go_info samples, formatted once
+	buildInfo  []byte     // the build_info family, formatted once
 	proc       *procStats // nil in file mode
 	scratch    sync.Pool  // *scrapeScratch
 
@@ -257,7 +257,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 	return m
 }
 
-// appendBuildInfo formats the build_info and go_info samples from
+// appendBuildInfo appends the build_info family, labelled from
 // runtime/debug.ReadBuildInfo.
 func appendBuildInfo(dst []byte) []byte {
 	version, revision := "unknown", "unknown"
