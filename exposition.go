@@ -27,12 +27,12 @@ type metricsConfig struct {
 	labels func(geoID) (country string, hasCountry bool, asn string, hasASN bool)
 }
 
-// family is a metric family of the exposition.
-type family uint8
+// metricFamily is a metric family of the exposition.
+type metricFamily uint8
 
 // The families, in output order (SPEC section 5).
 const (
-	famActive family = iota
+	famActive metricFamily = iota
 	famPeak
 	famQueries
 	famBytesIn
@@ -260,10 +260,10 @@ func newMetrics(cfg metricsConfig) *metrics {
 // appendBuildInfo appends the build_info family, labelled from
 // runtime/debug.ReadBuildInfo.
 func appendBuildInfo(dst []byte) []byte {
-	version, revision := "unknown", "unknown"
+	ver, revision := "unknown", "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v := bi.Main.Version; v != "" {
-			version = v
+			ver = v
 		}
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && s.Value != "" {
@@ -274,7 +274,7 @@ func appendBuildInfo(dst []byte) []byte {
 	dst = appendHeader(dst, famBuildInfo)
 	dst = append(dst, families[famBuildInfo].name...)
 	dst = append(dst, `{version="`...)
-	dst = appendEscaped(dst, version)
+	dst = appendEscaped(dst, ver)
 	dst = append(dst, `",revision="`...)
 	dst = appendEscaped(dst, revision)
 	dst = append(dst, `",goversion="`...)
@@ -308,19 +308,19 @@ var familyHeaders = formatHeaders()
 // formatHeaders formats familyHeaders.
 func formatHeaders() (h [familyCount]string) {
 	for f := range h {
-		h[f] = string(formatHeader(nil, family(f)))
+		h[f] = string(formatHeader(nil, metricFamily(f)))
 	}
 	return h
 }
 
 // appendHeader appends the HELP and TYPE lines of f.
-func appendHeader(dst []byte, f family) []byte {
+func appendHeader(dst []byte, f metricFamily) []byte {
 	return append(dst, familyHeaders[f]...)
 }
 
 // formatHeader appends the HELP and TYPE lines of f. HELP escapes only
 // backslash and line feed (text format 0.0.4).
-func formatHeader(dst []byte, f family) []byte {
+func formatHeader(dst []byte, f metricFamily) []byte {
 	d := &families[f]
 	dst = append(dst, "# HELP "...)
 	dst = append(dst, d.name...)
@@ -344,21 +344,21 @@ func formatHeader(dst []byte, f family) []byte {
 
 // appendUintSample appends `name{label="value"} v` (no labels when label
 // is empty).
-func appendUintSample(dst []byte, f family, label, value string, v uint64) []byte {
+func appendUintSample(dst []byte, f metricFamily, label, value string, v uint64) []byte {
 	dst = appendName(dst, f, label, value)
 	dst = strconv.AppendUint(dst, v, 10)
 	return append(dst, '\n')
 }
 
 // appendIntSample is appendUintSample for a signed value.
-func appendIntSample(dst []byte, f family, label, value string, v int64) []byte {
+func appendIntSample(dst []byte, f metricFamily, label, value string, v int64) []byte {
 	dst = appendName(dst, f, label, value)
 	dst = strconv.AppendInt(dst, v, 10)
 	return append(dst, '\n')
 }
 
 // appendFloatSample is appendUintSample for a float value.
-func appendFloatSample(dst []byte, f family, label, value string, v float64) []byte {
+func appendFloatSample(dst []byte, f metricFamily, label, value string, v float64) []byte {
 	dst = appendName(dst, f, label, value)
 	dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
 	return append(dst, '\n')
@@ -366,7 +366,7 @@ func appendFloatSample(dst []byte, f family, label, value string, v float64) []b
 
 // appendName appends the metric name, the optional single label and the
 // space before the value.
-func appendName(dst []byte, f family, label, value string) []byte {
+func appendName(dst []byte, f metricFamily, label, value string) []byte {
 	dst = append(dst, families[f].name...)
 	if label != "" {
 		dst = append(dst, '{')

@@ -41,10 +41,10 @@ var testDomains = []string{"u.example.net", "t.example.com"}
 // session, responses, a capped query and ignored packets.
 func fillTestState(tab *sessionTable, cs *captureStats) {
 	q := func(d uint16, n uint64, g geoID, l int, at float64) {
-		tab.query(testPacket(dirQuery, d, n, l), g, sec(at))
+		tab.query(testSessionPacket(dirQuery, d, n, l), g, atSec(at))
 	}
 	r := func(d uint16, n uint64, g geoID, l int, at float64) {
-		tab.response(testPacket(dirResponse, d, n, l), g, sec(at))
+		tab.response(testSessionPacket(dirResponse, d, n, l), g, atSec(at))
 	}
 	q(1, 1, 1, 120, 0)
 	r(1, 1, 1, 900, 0.1)
@@ -56,12 +56,12 @@ func fillTestState(tab *sessionTable, cs *captureStats) {
 	q(0, 4, 3, 90, 4)
 	r(0, 4, 3, 500, 4.1)
 	q(1, 5, 0, 80, 5) // expires below
-	tab.sweep(sec(20))
+	tab.sweep(atSec(20))
 	q(1, 1, 1, 120, 20)
 	q(1, 2, 2, 110, 21)
 	q(1, 3, 4, 100, 22)
 	q(0, 4, 3, 90, 23)
-	tab.sweep(sec(35.5)) // session 5 expires
+	tab.sweep(atSec(35.5)) // session 5 expires
 	q(0, 6, 3, 95, 36)
 	q(0, 7, 3, 95, 36) // over the cap of 5: counted, not tracked
 	cs.received.Store(1000)
@@ -192,8 +192,8 @@ func TestExpositionLabels(t *testing.T) {
 			if got := string(m.appendText(nil)); !strings.Contains(got, `dnstt_active_clients{domain="t.example.com"`) {
 				t.Errorf("geoID 0 set of an idle domain missing:\n%s", got)
 			}
-			cfg.sessions.query(testPacket(dirQuery, 1, 1, 10), 1, 0)
-			cfg.sessions.query(testPacket(dirQuery, 0, 1, 10), 0, 0)
+			cfg.sessions.query(testSessionPacket(dirQuery, 1, 1, 10), 1, 0)
+			cfg.sessions.query(testSessionPacket(dirQuery, 0, 1, 10), 0, 0)
 			got := string(m.appendText(nil))
 			for _, w := range tt.want {
 				if !strings.Contains(got, w+"\n") {
@@ -269,7 +269,7 @@ func TestExpositionPromtool(t *testing.T) {
 			cfg := metricsConfig{domains: []string{`t.example.com`}, geo: &geoResolver{}, labels: geoLabelsFunc(escaping, true, true)}
 			cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 1, geoIDs: len(escaping)})
 			for g := range geoID(len(escaping)) {
-				cfg.sessions.query(testPacket(dirQuery, 0, uint64(g), 10), g, 0)
+				cfg.sessions.query(testSessionPacket(dirQuery, 0, uint64(g), 10), g, 0)
 			}
 			return newMetrics(cfg)
 		}},
@@ -313,7 +313,7 @@ func TestExpositionAllocs(t *testing.T) {
 	}
 	for _, fileMode := range []bool{true, false} {
 		m := testMetrics(t, true, fileMode)
-		m.cfg.now = func() int64 { return sec(36) }
+		m.cfg.now = func() int64 { return atSec(36) }
 		buf := m.appendText(nil)
 		if n := testing.AllocsPerRun(50, func() { buf = m.appendText(buf[:0]) }); n != 0 {
 			t.Errorf("appendText (fileMode %v): allocs = %v, want 0", fileMode, n)
@@ -416,7 +416,7 @@ func TestExpositionOrderCache(t *testing.T) {
 	m := newMetrics(cfg)
 	m.appendText(nil)
 	o := m.order.Load()
-	cfg.sessions.query(testPacket(dirQuery, 0, 1, 10), 0, 0) // a set already listed
+	cfg.sessions.query(testSessionPacket(dirQuery, 0, 1, 10), 0, 0) // a set already listed
 	m.appendText(nil)
 	if o2 := m.order.Load(); len(o2.sets) != 2 {
 		t.Errorf("%d sets listed, want 2", len(o2.sets))
@@ -427,7 +427,7 @@ func TestExpositionOrderCache(t *testing.T) {
 		t.Errorf("order rebuilt without new label sets")
 	}
 	for g := range geoID(len(testGeoLabels)) {
-		cfg.sessions.query(testPacket(dirQuery, 1, 1, 10), g, 0)
+		cfg.sessions.query(testSessionPacket(dirQuery, 1, 1, 10), g, 0)
 	}
 	text := string(m.appendText(nil))
 	var got []string
@@ -463,8 +463,8 @@ func benchMetrics(sets int) *metrics {
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 1 << 20, domains: 1, geoIDs: sets})
 	for g := range sets {
 		for n := range 3 {
-			cfg.sessions.query(testPacket(dirQuery, 0, uint64(g*3+n), 60+n), geoID(g), sec(float64(n)))
-			cfg.sessions.response(testPacket(dirResponse, 0, uint64(g*3+n), 900+n), geoID(g), sec(float64(n)))
+			cfg.sessions.query(testSessionPacket(dirQuery, 0, uint64(g*3+n), 60+n), geoID(g), atSec(float64(n)))
+			cfg.sessions.response(testSessionPacket(dirResponse, 0, uint64(g*3+n), 900+n), geoID(g), atSec(float64(n)))
 		}
 	}
 	return newMetrics(cfg)

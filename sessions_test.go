@@ -21,19 +21,19 @@ import (
 // testWindow is the default -dnstt.window.
 const testWindow = 30 * time.Second
 
-// sec converts seconds to table-clock ns.
-func sec(s float64) int64 { return int64(s * float64(time.Second)) }
+// atSec converts seconds to table-clock ns.
+func atSec(s float64) int64 { return int64(s * float64(time.Second)) }
 
-// testID returns a ClientID derived from n.
-func testID(n uint64) clientID {
+// testSessionID returns a ClientID derived from n.
+func testSessionID(n uint64) clientID {
 	var id clientID
 	binary.BigEndian.PutUint64(id[:], n*0x9E3779B97F4A7C15+1)
 	return id
 }
 
-// testPacket returns a packet of session n on domain d with a DNS length.
-func testPacket(dir direction, d uint16, n uint64, dnsLen int) *dnsttPacket {
-	return &dnsttPacket{dir: dir, domain: d, id: testID(n), dnsLen: dnsLen}
+// testSessionPacket returns a packet of session n on domain d with a DNS length.
+func testSessionPacket(dir direction, d uint16, n uint64, dnsLen int) *dnsttPacket {
+	return &dnsttPacket{dir: dir, domain: d, id: testSessionID(n), dnsLen: dnsLen}
 }
 
 // setState is one label set's counters, for comparisons.
@@ -64,23 +64,23 @@ func TestSessionWindowEdges(t *testing.T) {
 		wantActive int64 // after the sweep, before the second query
 		wantTotal  uint64
 	}{
-		{name: "29.9s", first: 0, at: sec(29.9), wantActive: 1, wantTotal: 1},
-		{name: "30s", first: 0, at: sec(30), wantActive: 1, wantTotal: 1},
-		{name: "30s-less-than-a-tick", first: sec(0.0009999), at: sec(30.0000001), wantActive: 1, wantTotal: 1},
-		{name: "30.002s", first: 0, at: sec(30.002), wantActive: 0, wantTotal: 2},
-		{name: "31s", first: 0, at: sec(31), wantActive: 0, wantTotal: 2},
-		{name: "31s-late-start", first: sec(1795607787.99606), at: sec(1795607787.99606 + 31), wantActive: 0, wantTotal: 2},
-		{name: "uint32-tick-wrap", first: (1<<32 - 10) * nsPerTick, at: (1<<32-10)*nsPerTick + sec(31), wantActive: 0, wantTotal: 2},
+		{name: "29.9s", first: 0, at: atSec(29.9), wantActive: 1, wantTotal: 1},
+		{name: "30s", first: 0, at: atSec(30), wantActive: 1, wantTotal: 1},
+		{name: "30s-less-than-a-tick", first: atSec(0.0009999), at: atSec(30.0000001), wantActive: 1, wantTotal: 1},
+		{name: "30.002s", first: 0, at: atSec(30.002), wantActive: 0, wantTotal: 2},
+		{name: "31s", first: 0, at: atSec(31), wantActive: 0, wantTotal: 2},
+		{name: "31s-late-start", first: atSec(1795607787.99606), at: atSec(1795607787.99606 + 31), wantActive: 0, wantTotal: 2},
+		{name: "uint32-tick-wrap", first: (1<<32 - 10) * nsPerTick, at: (1<<32-10)*nsPerTick + atSec(31), wantActive: 0, wantTotal: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tab := newTestTable(10, 1, 1)
-			tab.query(testPacket(dirQuery, 0, 1, 100), 0, tt.first)
+			tab.query(testSessionPacket(dirQuery, 0, 1, 100), 0, tt.first)
 			tab.sweep(tt.at)
 			if got := state(tab, 0, 0).active; got != tt.wantActive {
 				t.Errorf("active after sweep at %d ns (first %d) = %d, want %d", tt.at, tt.first, got, tt.wantActive)
 			}
-			tab.query(testPacket(dirQuery, 0, 1, 100), 0, tt.at)
+			tab.query(testSessionPacket(dirQuery, 0, 1, 100), 0, tt.at)
 			got := state(tab, 0, 0)
 			if got.sessionsN != tt.wantTotal || got.active != 1 || got.peak != 1 {
 				t.Errorf("after second query: %+v, want sessions_total %d, active 1, peak 1", got, tt.wantTotal)
@@ -96,20 +96,20 @@ func TestSessionWindowEdges(t *testing.T) {
 // previous one starts a new session even though the sweep never ran.
 func TestSessionReactivationWithoutSweep(t *testing.T) {
 	tab := newTestTable(10, 1, 1)
-	p := testPacket(dirQuery, 0, 7, 50)
+	p := testSessionPacket(dirQuery, 0, 7, 50)
 	tab.query(p, 0, 0)
-	tab.query(p, 0, sec(10))
-	tab.query(p, 0, sec(41)) // 31 s after the previous query
-	tab.query(p, 0, sec(42))
+	tab.query(p, 0, atSec(10))
+	tab.query(p, 0, atSec(41)) // 31 s after the previous query
+	tab.query(p, 0, atSec(42))
 	want := setState{active: 1, peak: 1, queries: 4, bytesIn: 200, sessionsN: 2}
 	if got := state(tab, 0, 0); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
-	tab.sweep(sec(60)) // 18 s after the latest query
+	tab.sweep(atSec(60)) // 18 s after the latest query
 	if got := state(tab, 0, 0).active; got != 1 {
 		t.Errorf("active after sweep = %d, want 1", got)
 	}
-	tab.sweep(sec(72.5))
+	tab.sweep(atSec(72.5))
 	if got := state(tab, 0, 0).active; got != 0 {
 		t.Errorf("active after final sweep = %d, want 0", got)
 	}
@@ -117,9 +117,9 @@ func TestSessionReactivationWithoutSweep(t *testing.T) {
 
 func TestSessionResolverSwitch(t *testing.T) {
 	tab := newTestTable(10, 2, 3)
-	p := testPacket(dirQuery, 1, 3, 10)
+	p := testSessionPacket(dirQuery, 1, 3, 10)
 	tab.query(p, 1, 0)
-	tab.query(p, 2, sec(1)) // resolver change: moves to (1, 2)
+	tab.query(p, 2, atSec(1)) // resolver change: moves to (1, 2)
 	if got, want := state(tab, 1, 1), (setState{active: 0, peak: 1, queries: 1, bytesIn: 10, sessionsN: 1}); got != want {
 		t.Errorf("old set: got %+v, want %+v", got, want)
 	}
@@ -128,7 +128,7 @@ func TestSessionResolverSwitch(t *testing.T) {
 	}
 	// Back to the first resolver after more than a window, not yet swept:
 	// a new session there, moved from the set that still counts it.
-	tab.query(p, 1, sec(40))
+	tab.query(p, 1, atSec(40))
 	if got, want := state(tab, 1, 1), (setState{active: 1, peak: 1, queries: 2, bytesIn: 20, sessionsN: 2}); got != want {
 		t.Errorf("old set after return: got %+v, want %+v", got, want)
 	}
@@ -136,7 +136,7 @@ func TestSessionResolverSwitch(t *testing.T) {
 		t.Errorf("new set active after return = %d, want 0", got)
 	}
 	// Responses count on the response's own label set.
-	tab.response(testPacket(dirResponse, 1, 3, 500), 2, sec(40))
+	tab.response(testSessionPacket(dirResponse, 1, 3, 500), 2, atSec(40))
 	if got := state(tab, 1, 2).bytesOut; got != 500 {
 		t.Errorf("bytes_out on the response's set = %d, want 500", got)
 	}
@@ -156,20 +156,20 @@ func TestSessionResolverSwitch(t *testing.T) {
 // raise the peak, which is set when a session becomes active.
 func TestSessionPeakBurst(t *testing.T) {
 	tab := newTestTable(100, 1, 1)
-	tab.query(testPacket(dirQuery, 0, 1, 1), 0, 0)
-	tab.sweep(sec(0.5))
+	tab.query(testSessionPacket(dirQuery, 0, 1, 1), 0, 0)
+	tab.sweep(atSec(0.5))
 	for n := range uint64(5) {
-		tab.query(testPacket(dirQuery, 0, 100+n, 1), 0, sec(0.6))
+		tab.query(testSessionPacket(dirQuery, 0, 100+n, 1), 0, atSec(0.6))
 	}
 	if got := state(tab, 0, 0); got.active != 6 || got.peak != 6 {
 		t.Errorf("after burst: %+v, want active 6, peak 6", got)
 	}
-	tab.sweep(sec(31))
-	tab.sweep(sec(31.5))
+	tab.sweep(atSec(31))
+	tab.sweep(atSec(31.5))
 	if got := state(tab, 0, 0); got.active != 0 || got.peak != 6 || got.sessionsN != 6 {
 		t.Errorf("after expiry: %+v, want active 0, peak 6, sessions_total 6", got)
 	}
-	tab.query(testPacket(dirQuery, 0, 1, 1), 0, sec(32))
+	tab.query(testSessionPacket(dirQuery, 0, 1, 1), 0, atSec(32))
 	if got := state(tab, 0, 0); got.active != 1 || got.peak != 6 || got.sessionsN != 7 {
 		t.Errorf("after return: %+v, want active 1, peak 6, sessions_total 7", got)
 	}
@@ -178,10 +178,10 @@ func TestSessionPeakBurst(t *testing.T) {
 func TestSessionCap(t *testing.T) {
 	tab := newTestTable(2, 1, 1)
 	for n := range uint64(3) {
-		tab.query(testPacket(dirQuery, 0, n, 10), 0, 0)
+		tab.query(testSessionPacket(dirQuery, 0, n, 10), 0, 0)
 	}
-	tab.query(testPacket(dirQuery, 0, 2, 10), 0, sec(1)) // still untracked
-	tab.query(testPacket(dirQuery, 0, 0, 10), 0, sec(1)) // tracked: an update
+	tab.query(testSessionPacket(dirQuery, 0, 2, 10), 0, atSec(1)) // still untracked
+	tab.query(testSessionPacket(dirQuery, 0, 0, 10), 0, atSec(1)) // tracked: an update
 	if got, want := state(tab, 0, 0), (setState{active: 2, peak: 2, queries: 5, bytesIn: 50, sessionsN: 2}); got != want {
 		t.Errorf("at cap: got %+v, want %+v", got, want)
 	}
@@ -191,9 +191,9 @@ func TestSessionCap(t *testing.T) {
 	if got := tab.tracked.Load(); got != 2 {
 		t.Errorf("tracked = %d, want 2", got)
 	}
-	tab.response(testPacket(dirResponse, 0, 2, 99), 0, sec(1)) // untracked: counted, not inserted
-	tab.sweep(sec(30.5))                                       // session 1 expires, 0 stays
-	tab.query(testPacket(dirQuery, 0, 2, 10), 0, sec(32))
+	tab.response(testSessionPacket(dirResponse, 0, 2, 99), 0, atSec(1)) // untracked: counted, not inserted
+	tab.sweep(atSec(30.5))                                              // session 1 expires, 0 stays
+	tab.query(testSessionPacket(dirQuery, 0, 2, 10), 0, atSec(32))
 	if got, want := state(tab, 0, 0), (setState{active: 2, peak: 2, queries: 6, bytesIn: 60, bytesOut: 99, sessionsN: 3}); got != want {
 		t.Errorf("after a place freed: got %+v, want %+v", got, want)
 	}
@@ -204,16 +204,16 @@ func TestSessionCap(t *testing.T) {
 
 func TestSessionResponse(t *testing.T) {
 	tab := newTestTable(10, 1, 2)
-	tab.response(testPacket(dirResponse, 0, 1, 300), 1, 0) // unknown session: not inserted
+	tab.response(testSessionPacket(dirResponse, 0, 1, 300), 1, 0) // unknown session: not inserted
 	if n := tab.tracked.Load(); n != 0 {
 		t.Fatalf("a response inserted a session: tracked = %d", n)
 	}
-	tab.query(testPacket(dirQuery, 0, 1, 40), 0, 0)
-	tab.response(testPacket(dirResponse, 0, 1, 300), 1, 0)
+	tab.query(testSessionPacket(dirQuery, 0, 1, 40), 0, 0)
+	tab.response(testSessionPacket(dirResponse, 0, 1, 300), 1, 0)
 	if got, want := state(tab, 0, 1), (setState{bytesOut: 600}); got != want {
 		t.Errorf("response set: got %+v, want %+v", got, want)
 	}
-	e := tab.entry(0, testID(1))
+	e := tab.entry(0, testSessionID(1))
 	if e == nil || e.bytesOut != 300 || e.bytesIn != 40 || e.queries != 1 {
 		t.Errorf("entry = %+v, want queries 1, bytesIn 40, bytesOut 300", e)
 	}
@@ -297,16 +297,16 @@ func TestSessionModel(t *testing.T) {
 	now := int64(0)
 	window := testWindow.Nanoseconds()
 	for step := range 60000 {
-		now += rng.Int64N(sec(0.02))
+		now += rng.Int64N(atSec(0.02))
 		if step%7000 > 5000 {
-			now += sec(0.2) // quiet phases let the table empty and shrink
+			now += atSec(0.2) // quiet phases let the table empty and shrink
 		}
 		k := key{d: uint16(rng.IntN(domains)), id: uint64(rng.IntN(ids))}
 		g := geoID(rng.IntN(geoIDs))
 		ws := &want[int(g)*domains+int(k.d)]
 		switch r := rng.IntN(10); {
 		case r < 6:
-			tab.query(testPacket(dirQuery, k.d, k.id, 10), g, now)
+			tab.query(testSessionPacket(dirQuery, k.d, k.id, 10), g, now)
 			ws.queries++
 			ws.bytesIn += 10
 			m, ok := model[k]
@@ -330,7 +330,7 @@ func TestSessionModel(t *testing.T) {
 				model[k] = modelSession{last: now, geo: g}
 			}
 		case r < 9:
-			tab.response(testPacket(dirResponse, k.d, k.id, 7), g, now)
+			tab.response(testSessionPacket(dirResponse, k.d, k.id, 7), g, now)
 			ws.bytesOut += 7
 		default:
 			tab.sweep(now)
@@ -371,7 +371,7 @@ func TestSessionConcurrent(t *testing.T) {
 	tick := func() int64 {
 		clock.Lock()
 		defer clock.Unlock()
-		now += sec(0.001)
+		now += atSec(0.001)
 		return now
 	}
 	stop := make(chan struct{})
@@ -411,9 +411,9 @@ func TestSessionConcurrent(t *testing.T) {
 			for range perReader {
 				d, n, g := uint16(rng.IntN(2)), uint64(rng.IntN(ids)), geoID(rng.IntN(4))
 				if rng.IntN(2) == 0 {
-					tab.query(testPacket(dirQuery, d, n, 3), g, tick())
+					tab.query(testSessionPacket(dirQuery, d, n, 3), g, tick())
 				} else {
-					tab.response(testPacket(dirResponse, d, n, 5), g, tick())
+					tab.response(testSessionPacket(dirResponse, d, n, 5), g, tick())
 				}
 			}
 		}()
@@ -441,7 +441,7 @@ func TestSessionConcurrent(t *testing.T) {
 	if queries*3 != bytesIn || bytesOut%5 != 0 || queries+bytesOut/5 != readers*perReader {
 		t.Errorf("queries %d, bytes in %d, bytes out %d: do not add up to %d packets", queries, bytesIn, bytesOut, readers*perReader)
 	}
-	tab.sweep(now + sec(31))
+	tab.sweep(now + atSec(31))
 	tab.check(t)
 	for i := range tab.sets {
 		if a := tab.sets[i].active.Load(); a != 0 {
@@ -455,12 +455,12 @@ func TestSessionUpdateAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	tab := newTestTable(100, 1, 1)
-	q := testPacket(dirQuery, 0, 1, 10)
-	r := testPacket(dirResponse, 0, 1, 10)
+	q := testSessionPacket(dirQuery, 0, 1, 10)
+	r := testSessionPacket(dirResponse, 0, 1, 10)
 	tab.query(q, 0, 0)
 	now := int64(0)
 	if n := testing.AllocsPerRun(100, func() {
-		now += sec(0.01)
+		now += atSec(0.01)
 		tab.query(q, 0, now)
 		tab.response(r, 0, now)
 		tab.sweep(now)
@@ -508,15 +508,15 @@ func TestSessionsImports(t *testing.T) {
 	})
 }
 
-// pcapRecord is one record of a classic pcap file.
-type pcapRecord struct {
+// sessionPcapRecord is one record of a classic pcap file.
+type sessionPcapRecord struct {
 	ts   int64 // Unix ns
 	data []byte
 }
 
-// readTestPcap reads a classic little-endian microsecond pcap file: enough
+// readSessionPcap reads a classic little-endian microsecond pcap file: enough
 // for the testdata captures, without depending on the capture code.
-func readTestPcap(t *testing.T, path string) (linkType, []pcapRecord) {
+func readSessionPcap(t *testing.T, path string) (linkType, []sessionPcapRecord) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -527,7 +527,7 @@ func readTestPcap(t *testing.T, path string) (linkType, []pcapRecord) {
 		t.Fatalf("%s: not a little-endian microsecond pcap file", path)
 	}
 	lt := linkType(binary.LittleEndian.Uint32(b[20:]))
-	var recs []pcapRecord
+	var recs []sessionPcapRecord
 	for off := fileHeaderLen; off < len(b); {
 		if off+recordHeaderLen > len(b) {
 			t.Fatalf("%s: truncated record header at %d", path, off)
@@ -538,7 +538,7 @@ func readTestPcap(t *testing.T, path string) (linkType, []pcapRecord) {
 		if off+n > len(b) {
 			t.Fatalf("%s: truncated record at %d", path, off)
 		}
-		recs = append(recs, pcapRecord{ts: int64(sec)*1e9 + int64(usec)*1e3, data: b[off : off+n]})
+		recs = append(recs, sessionPcapRecord{ts: int64(sec)*1e9 + int64(usec)*1e3, data: b[off : off+n]})
 		off += n
 	}
 	return lt, recs
@@ -594,7 +594,7 @@ func TestSessionsRealCapture(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	lt, recs := readTestPcap(t, "testdata/pcap/"+name+".pcap")
+	lt, recs := readSessionPcap(t, "testdata/pcap/"+name+".pcap")
 	dec := newDecoder([]string{domain}, truth.Port)
 	tab := newSessionTable(sessionConfig{window: testWindow, max: 1000, domains: 1, geoIDs: 1})
 
@@ -695,7 +695,7 @@ var sinkTable *sessionTable
 func fillTable(n int, now int64, geoIDs int) (*sessionTable, []clientID) {
 	tab := newSessionTable(sessionConfig{window: testWindow, max: n, domains: 1, geoIDs: geoIDs})
 	ids := make([]clientID, n)
-	p := testPacket(dirQuery, 0, 0, 60)
+	p := testSessionPacket(dirQuery, 0, 0, 60)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range ids {
 		binary.LittleEndian.PutUint64(ids[i][:], rng.Uint64())
@@ -711,12 +711,12 @@ func fillTable(n int, now int64, geoIDs int) (*sessionTable, []clientID) {
 func BenchmarkSessionUpdate(b *testing.B) {
 	const n = 1 << 17
 	tab, ids := fillTable(n, 0, 1)
-	p := testPacket(dirQuery, 0, 0, 60)
+	p := testSessionPacket(dirQuery, 0, 0, 60)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		p.id = ids[i&(n-1)]
-		tab.query(p, 0, sec(1))
+		tab.query(p, 0, atSec(1))
 	}
 	sinkTable = tab
 }
@@ -737,7 +737,7 @@ func BenchmarkSessionUpdateParallel(b *testing.B) {
 			chunks := runtime.GOMAXPROCS(0) // RunParallel's goroutines
 			tab, ids := fillTable(n, 0, chunks)
 			if perReader { // move each reader's sessions to its label set first
-				p := testPacket(dirQuery, 0, 0, 60)
+				p := testSessionPacket(dirQuery, 0, 0, 60)
 				for i := range ids {
 					p.id = ids[i]
 					tab.query(p, geoID(i*chunks/n), 0)
@@ -757,13 +757,13 @@ func BenchmarkSessionUpdateParallel(b *testing.B) {
 					g = geoID(j)
 				}
 				mine := ids[j*n/chunks : (j+1)*n/chunks] // i*chunks/n == j above
-				p := testPacket(dirQuery, 0, 0, 60)
+				p := testSessionPacket(dirQuery, 0, 0, 60)
 				for i := 0; pb.Next(); i++ {
 					if i == len(mine) {
 						i = 0
 					}
 					p.id = mine[i]
-					tab.query(p, g, sec(1))
+					tab.query(p, g, atSec(1))
 				}
 			})
 			sinkTable = tab
@@ -774,7 +774,7 @@ func BenchmarkSessionUpdateParallel(b *testing.B) {
 // BenchmarkSessionInsert: a query of a new session (growth included).
 func BenchmarkSessionInsert(b *testing.B) {
 	tab := newSessionTable(sessionConfig{window: testWindow, max: b.N + 1, domains: 1, geoIDs: 1})
-	p := testPacket(dirQuery, 0, 0, 60)
+	p := testSessionPacket(dirQuery, 0, 0, 60)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -792,7 +792,7 @@ func BenchmarkSessionSweep1M(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		tab.sweep(sec(1))
+		tab.sweep(atSec(1))
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/session")
 	sinkTable = tab
@@ -806,7 +806,7 @@ func BenchmarkSessionMemory1M(b *testing.B) {
 	for i := range ids {
 		binary.LittleEndian.PutUint64(ids[i][:], uint64(i+1)*0x9E3779B97F4A7C15)
 	}
-	p := testPacket(dirQuery, 0, 0, 60)
+	p := testSessionPacket(dirQuery, 0, 0, 60)
 	var perSession float64
 	for range b.N {
 		sinkTable = nil
