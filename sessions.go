@@ -210,16 +210,20 @@ func (t *sessionTable) expired(last, now uint32) bool {
 // query records a dnstt query at now (ns on the table's clock: monotonic
 // when live, packet time in file mode) from a resolver of geoID g.
 func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
+	d := p.domain
+	if int(d) >= t.domains {
+		d = 0 // as counters folds it; and domain1 must not wrap to 0
+	}
 	if int(g) >= t.geoIDs {
 		g = 0 // as counters folds it, so that e.geo compares equal
 	}
-	c := t.counters(p.domain, g)
+	c := t.counters(d, g)
 	n := uint64(p.dnsLen)
 	c.queries.Add(1)
 	c.bytesIn.Add(n)
 	t.markSeen(c)
 
-	dom1 := p.domain + 1
+	dom1 := d + 1
 	h := sessionHash(t.seed, dom1, &p.id)
 	s := &t.shards[h>>(64-sessionShardBits)]
 	tick := uint32(now / nsPerTick)
@@ -241,7 +245,7 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 				e.queries, e.bytesIn, e.bytesOut = 0, 0, 0
 			}
 			if e.geo != g {
-				t.counters(p.domain, e.geo).active.Add(-1)
+				t.counters(d, e.geo).active.Add(-1)
 				raise(c)
 				e.geo = g
 			}
@@ -285,12 +289,16 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 // response records a dnstt response at now to a resolver of geoID g: its
 // bytes count on the response's label set, and on the session if tracked.
 func (t *sessionTable) response(p *dnsttPacket, g geoID, now int64) {
-	c := t.counters(p.domain, g)
+	d := p.domain
+	if int(d) >= t.domains {
+		d = 0
+	}
+	c := t.counters(d, g)
 	n := uint64(p.dnsLen)
 	c.bytesOut.Add(n)
 	t.markSeen(c)
 
-	dom1 := p.domain + 1
+	dom1 := d + 1
 	h := sessionHash(t.seed, dom1, &p.id)
 	s := &t.shards[h>>(64-sessionShardBits)]
 	s.mu.Lock()
