@@ -828,3 +828,21 @@ func BenchmarkSessionMemory1M(b *testing.B) {
 	}
 	b.ReportMetric(perSession, "B/session")
 }
+
+// TestSessionOutOfRange: a domain or geoID beyond the configuration folds
+// into label set (0, 0) instead of panicking or corrupting the table.
+func TestSessionOutOfRange(t *testing.T) {
+	tab := newTestTable(10, 1, 1)
+	tab.query(testSessionPacket(dirQuery, 0xffff, 1, 10), 999, 0)
+	tab.query(testSessionPacket(dirQuery, 0xffff, 1, 10), 999, atSec(1))
+	tab.response(testSessionPacket(dirResponse, 0xffff, 1, 20), 999, atSec(1))
+	if got, want := state(tab, 0, 0), (setState{active: 1, peak: 1, queries: 2, bytesIn: 20, bytesOut: 20, sessionsN: 1}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	tab.check(t)
+	tab.sweep(atSec(40))
+	tab.check(t)
+	if got := state(tab, 0, 0).active; got != 0 {
+		t.Errorf("active after sweep = %d, want 0", got)
+	}
+}
