@@ -87,6 +87,10 @@ type labelCounters struct {
 // int(geoID)*domains + domain of sets. All methods are safe for concurrent
 // use: the per-packet methods lock one shard; counters are atomics.
 type sessionTable struct {
+	// shards comes first, at most 16 bytes (Go's 8-byte malloc header)
+	// past a cache line boundary: the 48 bytes of a shard that are used
+	// then stay within one line, shared with no other shard.
+	shards    [sessionShards]sessionShard
 	cfg       sessionConfig
 	window    int32 // cfg.window in ms ticks
 	max       int64 // cfg.max
@@ -97,7 +101,6 @@ type sessionTable struct {
 	seenSets  atomic.Uint32   // label sets whose seen flag is set; changes tell the exposition to re-sort
 	tracked   atomic.Int64    // entries in the table, ≤ max
 	untracked atomic.Uint64   // queries of sessions not tracked because of the cap
-	shards    [sessionShards]sessionShard
 }
 
 // newSessionTable returns an empty table. A window that is not positive or
