@@ -48,6 +48,7 @@ const (
 	famGeoReloadFailures
 	famGeoBuildTime
 	famGeoFolded
+	famGeoLabelSets
 	famBuildInfo
 	famProcessCPU
 	famProcessMaxFDs
@@ -119,7 +120,11 @@ var families = [familyCount]familyDesc{
 	famGeoBuildTime: {"dnstt_exporter_geoip_build_timestamp_seconds", "gauge",
 		"Build time of the loaded GeoIP database, in seconds since the Unix epoch, by database."},
 	famGeoFolded: {"dnstt_exporter_geoip_folded_lookups_total", "counter",
-		"GeoIP lookups not given a label set of their own because -geoip.max-label-sets was reached."},
+		"GeoIP lookups of a new (country, asn) combination counted under asn 0 of its country" +
+			" because -geoip.max-label-sets was reached."},
+	famGeoLabelSets: {"dnstt_exporter_geoip_label_sets", "gauge",
+		"GeoIP (country, asn) label combinations handed out so far; once -geoip.max-label-sets is reached," +
+			" new combinations count under asn 0 of their country."},
 	famBuildInfo: {"dnstt_exporter_build_info", "gauge",
 		"Always 1, labelled by the exporter's version, VCS revision and Go version."},
 	famProcessCPU: {"process_cpu_seconds_total", "counter",
@@ -549,6 +554,8 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 		}
 		dst = appendHeader(dst, famGeoFolded)
 		dst = appendUintSample(dst, famGeoFolded, "", "", gs.folded.Load())
+		dst = appendHeader(dst, famGeoLabelSets)
+		dst = appendIntSample(dst, famGeoLabelSets, "", "", int64(g.labelSets()))
 	}
 
 	if m.cfg.fileMode {

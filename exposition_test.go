@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -536,6 +537,85 @@ func BenchmarkServeHTTP(b *testing.B) {
 				m.ServeHTTP(w, req)
 			}
 			b.ReportMetric(float64(w.n), "body-bytes")
+		})
+	}
+}
+
+// TestExpositionRealGeo builds the exposition with a geoResolver over the
+// test databases and the default labels function (geo.labels): resolvers
+// in several countries and ASNs, one without a record, and checks the
+// labels and promtool.
+func TestExpositionRealGeo(t *testing.T) {
+	tests := []struct {
+		name         string
+		cfg          geoConfig
+		want         []string
+		notWant      []string
+		wantDatabase []string
+	}{
+		{
+			name: "country-and-asn",
+			cfg:  geoConfig{countryPath: "testdata/geo/country.mmdb", asnPath: "testdata/geo/asn.mmdb"},
+			want: []string{
+				`dnstt_queries_total{domain="t.example.com",country="DE",asn="64500"} 2`,
+				`dnstt_queries_total{domain="t.example.com",country="JP",asn="64501"} 1`,
+				`dnstt_queries_total{domain="t.example.com",country="NL",asn="64502"} 1`,
+				`dnstt_queries_total{domain="t.example.com",country="ZZ",asn="0"} 1`,
+				`dnstt_bytes_out_total{domain="t.example.com",country="NL",asn="64502"} 700`,
+				`dnstt_exporter_geoip_build_timestamp_seconds{database="asn"} 1735689600`,
+				`dnstt_exporter_geoip_label_sets 4`,
+			},
+			wantDatabase: []string{"country", "asn"},
+		},
+		{
+			name: "country-only",
+			cfg:  geoConfig{countryPath: "testdata/geo/country.mmdb"},
+			want: []string{
+				`dnstt_queries_total{domain="t.example.com",country="DE"} 2`,
+				`dnstt_active_clients{domain="t.example.com",country="ZZ"} 1`,
+			},
+			notWant:      []string{"asn="},
+			wantDatabase: []string{"country"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			geo, err := openGeo(tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := metricsConfig{domains: []string{"t.example.com"}, geo: geo, fileMode: true}
+			cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 100, domains: 1, geoIDs: geo.maxIDs()})
+			for n, addr := range []string{"198.51.100.10", "198.51.100.20", "203.0.113.10", "2001:db8:1::10", "192.0.2.7"} {
+				p := testSessionPacket(dirQuery, 0, uint64(n), 100)
+				p.resolver = netip.MustParseAddr(addr)
+				cfg.sessions.query(p, geo.lookup(p.resolver), 0)
+				p.dir, p.dnsLen = dirResponse, 700
+				cfg.sessions.response(p, geo.lookup(p.resolver), 0)
+			}
+			text := newMetrics(cfg).appendText(nil)
+			for _, w := range tt.want {
+				if !bytes.Contains(text, []byte(w+"\n")) {
+					t.Errorf("missing %q in:\n%s", w, text)
+				}
+			}
+			for _, w := range tt.notWant {
+				if bytes.Contains(text, []byte(w)) {
+					t.Errorf("unexpected %q in:\n%s", w, text)
+				}
+			}
+			for _, db := range tt.wantDatabase {
+				if !bytes.Contains(text, []byte(`dnstt_exporter_geoip_errors_total{database="`+db+`"} 0`)) {
+					t.Errorf("GeoIP errors of database %s missing:\n%s", db, text)
+				}
+			}
+			if promtool, err := exec.LookPath("promtool"); err == nil {
+				cmd := exec.Command(promtool, "check", "metrics")
+				cmd.Stdin = bytes.NewReader(text)
+				if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+					t.Errorf("promtool check metrics: %v\n%s", err, out)
+				}
+			}
 		})
 	}
 }
