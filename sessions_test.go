@@ -508,42 +508,6 @@ func TestSessionsImports(t *testing.T) {
 	})
 }
 
-// sessionPcapRecord is one record of a classic pcap file.
-type sessionPcapRecord struct {
-	ts   int64 // Unix ns
-	data []byte
-}
-
-// readSessionPcap reads a classic little-endian microsecond pcap file: enough
-// for the testdata captures, without depending on the capture code.
-func readSessionPcap(t *testing.T, path string) (linkType, []sessionPcapRecord) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const fileHeaderLen, recordHeaderLen = 24, 16
-	if len(b) < fileHeaderLen || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 {
-		t.Fatalf("%s: not a little-endian microsecond pcap file", path)
-	}
-	lt := linkType(binary.LittleEndian.Uint32(b[20:]))
-	var recs []sessionPcapRecord
-	for off := fileHeaderLen; off < len(b); {
-		if off+recordHeaderLen > len(b) {
-			t.Fatalf("%s: truncated record header at %d", path, off)
-		}
-		sec, usec := binary.LittleEndian.Uint32(b[off:]), binary.LittleEndian.Uint32(b[off+4:])
-		n := int(binary.LittleEndian.Uint32(b[off+8:]))
-		off += recordHeaderLen
-		if off+n > len(b) {
-			t.Fatalf("%s: truncated record at %d", path, off)
-		}
-		recs = append(recs, sessionPcapRecord{ts: int64(sec)*1e9 + int64(usec)*1e3, data: b[off : off+n]})
-		off += n
-	}
-	return lt, recs
-}
-
 // captureTruth is the part of a *.truth.json file this test checks.
 type captureTruth struct {
 	Domain string `json:"domain"`
@@ -589,12 +553,9 @@ func TestSessionsRealCapture(t *testing.T) {
 	}
 	domain, err := parseDomain(truth.Domain)
 	if err != nil {
-		if err.Error() == "SKELETON" {
-			skipUnlessCI(t, "the decoder has not landed in this branch yet")
-		}
 		t.Fatal(err)
 	}
-	lt, recs := readSessionPcap(t, "testdata/pcap/"+name+".pcap")
+	lt, recs := readTestPcap(t, "testdata/pcap/"+name+".pcap")
 	dec := newDecoder([]string{domain}, truth.Port)
 	tab := newSessionTable(sessionConfig{window: testWindow, max: 1000, domains: 1, geoIDs: 1})
 
