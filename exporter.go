@@ -822,6 +822,11 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return code
 	}
+	// From here on a signal is handled, not fatal.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	ln, err := net.Listen("tcp", cfg.listenAddress)
 	if err != nil {
 		return fail(exitRuntime, fmt.Errorf("-web.listen-address %q: %w", cfg.listenAddress, err))
@@ -864,10 +869,6 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 		"auth", cfg.auth.describe(),
 	)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	captureErr := make(chan error, 1)
@@ -898,7 +899,6 @@ wait:
 				err = errors.New("capture stopped")
 			}
 			log.Error("capture failed", "err", err)
-			captureErr <- nil // for the wait below
 			code = exitRuntime
 			break wait
 		case err := <-serveErr:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -32,8 +33,9 @@ import (
 	"time"
 )
 
-// testBinary is the dnstt_exporter binary built by TestMain.
-var testBinary string
+// testBinary is the dnstt_exporter binary built by TestMain, in testDir,
+// which TestMain removes at the end.
+var testBinary, testDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "dnstt_exporter-test-")
@@ -41,6 +43,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	testDir = dir
 	testBinary = filepath.Join(dir, programName)
 	cmd := exec.Command("go", "build", "-o", testBinary, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -1163,11 +1166,17 @@ func TestLiveSIGTERMDuringScrape(t *testing.T) {
 // benchPackets is the number of records in the file-mode benchmark capture.
 const benchPackets = 2000000
 
+// benchFiles caches the benchmark captures by format, in testDir.
+var benchFiles sync.Map
+
 // benchFile writes a capture of benchPackets realistic records: dnstt
 // queries and responses of 2000 sessions behind 500 IPv4 and IPv6
 // resolvers, 10% other DNS, 20 µs apart. It returns the file's path.
 func benchFile(b *testing.B, ng bool) string {
 	b.Helper()
+	if p, ok := benchFiles.Load(ng); ok {
+		return p.(string)
+	}
 	const distinct = 8192
 	frames := make([][]byte, 0, distinct)
 	server4, server6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
@@ -1176,13 +1185,13 @@ func benchFile(b *testing.B, ng bool) string {
 		binary.BigEndian.PutUint64(id[:], uint64(i%2000)*0x9E3779B97F4A7C15)
 		r := i % 500
 		var resolver, server netip.Addr
-		if r%4 == 0 {
+		switch {
+		case r%4 == 0:
 			resolver, server = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 1, byte(r >> 8), 14: byte(r >> 8), 15: byte(r)}), server6
-		} else {
+		case r >= 256:
+			resolver, server = netip.AddrFrom4([4]byte{203, 0, 113, byte(r)}), server4
+		default:
 			resolver, server = netip.AddrFrom4([4]byte{198, 51, 100, byte(r)}), server4
-		}
-		if r >= 256 {
-			resolver = netip.AddrFrom4([4]byte{203, 0, 113, byte(r)})
 		}
 		var msg []byte
 		query := i%2 == 0
@@ -1194,40 +1203,47 @@ func benchFile(b *testing.B, ng bool) string {
 		default:
 			msg = testDNS(uint16(i), testQName(id, make([]byte, 8), "t.example.com", false), 16, true, 200+i%900)
 		}
-		var ip []byte
 		src, dst, sport, dport := resolver, server, uint16(30000+r), uint16(53)
 		if !query && i%10 != 9 {
 			src, dst, sport, dport = server, resolver, 53, uint16(30000+r)
 		}
-		if src.Is4() && dst.Is4() {
+		var ip []byte
+		if src.Is4() {
 			ip = testIPv4(src, dst, sport, dport, msg, uint16(i), 0)[0]
-		} else if src.Is6() && dst.Is6() {
-			ip = testIPv6(src, dst, sport, dport, msg)
 		} else {
-			ip = testIPv4(src.Unmap(), server4, sport, dport, msg, uint16(i), 0)[0]
+			ip = testIPv6(src, dst, sport, dport, msg)
 		}
 		frames = append(frames, testEthernet(ip))
 	}
+	name := "bench.pcap"
+	if ng {
+		name = "bench.pcapng"
+	}
+	p := filepath.Join(testDir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
 	const base = int64(1795600000) * 1e9
-	var buf bytes.Buffer
 	var recs []testRecord
 	flush := func(first bool) {
+		var out []byte
 		if ng {
 			sec := testSection{order: binary.LittleEndian, ifaces: []testInterface{{lt: linkEthernet, tsresol: 9}}, records: recs}
-			out := appendPcapng(nil, []testSection{sec})
+			out = appendPcapng(nil, []testSection{sec})
 			if !first {
 				shb := int(binary.LittleEndian.Uint32(out[4:]))
 				idb := int(binary.LittleEndian.Uint32(out[shb+4:]))
 				out = out[shb+idb:]
 			}
-			buf.Write(out)
 		} else {
-			out := appendPcap(nil, binary.LittleEndian, true, linkEthernet, recs)
+			out = appendPcap(nil, binary.LittleEndian, true, linkEthernet, recs)
 			if !first {
 				out = out[pcapFileHeaderLen:]
 			}
-			buf.Write(out)
 		}
+		w.Write(out)
 		recs = recs[:0]
 	}
 	for i := range benchPackets {
@@ -1239,10 +1255,13 @@ func benchFile(b *testing.B, ng bool) string {
 	if len(recs) > 0 {
 		flush(false)
 	}
-	p := filepath.Join(b.TempDir(), "bench.cap")
-	if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
+	if err := w.Flush(); err != nil {
 		b.Fatal(err)
 	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	benchFiles.Store(ng, p)
 	return p
 }
 
