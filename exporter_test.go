@@ -325,12 +325,24 @@ func synthScenario() ([]synthDatagram, synthExpect) {
 		dgs = append(dgs, synthDatagram{ts: base + n.at*sec + 5e5, ip: send(0, r, server4, 33333, n.dport, m, 0)})
 	}
 	// The last record: noise at 62.5 s. Active sessions are judged there.
-	last := base + 62*sec + 5e8
-	dgs = append(dgs, synthDatagram{ts: last, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, testDNS(999, "example.org", 1, false, 0), 0)})
+	dgs = append(dgs, synthDatagram{ts: base + 62*sec + 5e8, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, testDNS(999, "example.org", 1, false, 0), 0)})
 	slicesSortStable(dgs)
+	// A record from the future in the middle of the file (a clock step on
+	// the capturing host): the clock jumps to 41 s and stays there until the
+	// packets catch up (SPEC section 4: it never goes backwards). Session B's
+	// queries at 16..20 s then count at 41 s, so its query at 60 s continues
+	// that session instead of starting a new one.
+	jump := synthDatagram{ts: base + 41*sec, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, testDNS(998, "example.org", 1, false, 0), 0)}
+	for i, d := range dgs {
+		if d.ts > base+15*sec+2e6+10e6 {
+			dgs = append(dgs[:i], append([]synthDatagram{jump}, dgs[i:]...)...)
+			break
+		}
+	}
 
-	// Expected values.
+	// Expected values, on the clock of SPEC section 4.
 	window := 30 * sec
+	clock := int64(0)
 	type key struct {
 		domain string
 		id     clientID
@@ -338,6 +350,7 @@ func synthScenario() ([]synthDatagram, synthExpect) {
 	lastQuery := map[key]int64{}
 	for _, d := range dgs {
 		ex.packets += len(d.ip)
+		clock = max(clock, d.ts)
 		if d.domain == "" {
 			continue
 		}
@@ -350,20 +363,20 @@ func synthScenario() ([]synthDatagram, synthExpect) {
 		ex.queries[d.domain]++
 		ex.bytesIn[d.domain] += float64(d.dnsLen)
 		k := key{d.domain, d.id}
-		if prev, ok := lastQuery[k]; !ok || d.ts-prev > window {
+		if prev, ok := lastQuery[k]; !ok || clock-prev > window {
 			ex.sessions[d.domain]++
 		}
-		lastQuery[k] = d.ts
+		lastQuery[k] = clock
 		active := 0.0
 		for k2, t2 := range lastQuery {
-			if k2.domain == d.domain && d.ts-t2 < window {
+			if k2.domain == d.domain && clock-t2 < window {
 				active++
 			}
 		}
 		ex.peak[d.domain] = max(ex.peak[d.domain], active)
 	}
 	for k, t2 := range lastQuery {
-		if last-t2 < window {
+		if clock-t2 < window {
 			ex.active[k.domain]++
 		}
 	}
