@@ -454,7 +454,7 @@ func loadAuthenticator(basicFile, bearerFile string) (*authenticator, error) {
 	if bearerFile != "" {
 		b, err := os.ReadFile(bearerFile)
 		if err != nil {
-			return nil, fmt.Errorf("-web.bearer-token-file %q: %w", bearerFile, unwrapPathError(err))
+			return nil, fmt.Errorf("-web.bearer-token-file %q: %w", bearerFile, withoutPath(err))
 		}
 		tok := strings.TrimSpace(string(b))
 		switch {
@@ -474,7 +474,7 @@ func loadAuthenticator(basicFile, bearerFile string) (*authenticator, error) {
 func readBasicAuthFile(path string) (map[string][sha256.Size]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, unwrapPathError(err)
+		return nil, withoutPath(err)
 	}
 	users := make(map[string][sha256.Size]byte)
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -506,9 +506,9 @@ func readBasicAuthFile(path string) (map[string][sha256.Size]byte, error) {
 	return users, nil
 }
 
-// unwrapPathError drops the *os.PathError wrapper, whose path the caller
+// withoutPath drops the *os.PathError wrapper, whose path the caller
 // already quotes.
-func unwrapPathError(err error) error {
+func withoutPath(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
@@ -680,7 +680,7 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 	if cfg.file != "-" {
 		f, err := os.Open(cfg.file)
 		if err != nil {
-			return fail(fmt.Errorf("-capture.file %q: %w", cfg.file, unwrapPathError(err)))
+			return fail(fmt.Errorf("-capture.file %q: %w", cfg.file, withoutPath(err)))
 		}
 		defer f.Close()
 		src = f

@@ -57,14 +57,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// result is the outcome of one run of the binary.
-type result struct {
+// runResult is the outcome of one run of the binary.
+type runResult struct {
 	stdout, stderr string
 	code           int
 }
 
 // runBinary runs the binary with args and stdin (may be nil), bounded in time.
-func runBinary(t *testing.T, stdin io.Reader, args ...string) result {
+func runBinary(t *testing.T, stdin io.Reader, args ...string) runResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -80,16 +80,16 @@ func runBinary(t *testing.T, stdin io.Reader, args ...string) result {
 	case err != nil:
 		t.Fatalf("run %v: %v", args, err)
 	}
-	return result{out.String(), errb.String(), code}
+	return runResult{out.String(), errb.String(), code}
 }
 
-// exposition is a parsed text exposition: series ("name{labels}") → value.
-type exposition map[string]float64
+// scrapeValues is a parsed text exposition: series ("name{labels}") → value.
+type scrapeValues map[string]float64
 
 // parseExposition parses text format 0.0.4, failing t on a malformed line.
-func parseExposition(t *testing.T, text string) exposition {
+func parseExposition(t *testing.T, text string) scrapeValues {
 	t.Helper()
-	e := exposition{}
+	e := scrapeValues{}
 	for line := range strings.SplitSeq(text, "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -109,7 +109,7 @@ func parseExposition(t *testing.T, text string) exposition {
 
 // sum adds the values of the series of metric name whose labels contain
 // every label (name="value") given.
-func (e exposition) sum(name string, labels ...string) float64 {
+func (e scrapeValues) sum(name string, labels ...string) float64 {
 	var s float64
 	for k, v := range e {
 		n, l, _ := strings.Cut(k, "{")
@@ -130,7 +130,7 @@ func (e exposition) sum(name string, labels ...string) float64 {
 }
 
 // has reports whether metric name has any series.
-func (e exposition) has(name string) bool {
+func (e scrapeValues) has(name string) bool {
 	for k := range e {
 		if n, _, _ := strings.Cut(k, "{"); n == name {
 			return true
@@ -139,8 +139,8 @@ func (e exposition) has(name string) bool {
 	return false
 }
 
-// writeTemp writes b to a file in t's temp dir.
-func writeTemp(t *testing.T, name string, b []byte) string {
+// writeTempFile writes b to a file in t's temp dir.
+func writeTempFile(t *testing.T, name string, b []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -198,7 +198,7 @@ func TestFileModeVisibleSmall(t *testing.T) {
 		}
 	})
 	t.Run("converted to pcapng", func(t *testing.T) {
-		p := writeTemp(t, "visible-small.pcapng", pcapToPcapng(t, orig))
+		p := writeTempFile(t, "visible-small.pcapng", genPcapngFromPcap(t, orig))
 		r := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", p)
 		if r.code != 0 || r.stdout != res.stdout {
 			t.Errorf("exit %d, stderr %q; output differs from the pcap's:\n%s", r.code, r.stderr, r.stdout)
@@ -284,9 +284,9 @@ func synthScenario() ([]synthDatagram, synthExpect) {
 	send := func(ts int64, src, dst netip.Addr, sport, dport uint16, msg []byte, mtu int) [][]byte {
 		ipID++
 		if src.Is4() {
-			return testIPv4(src, dst, sport, dport, msg, ipID, mtu)
+			return genIPv4(src, dst, sport, dport, msg, ipID, mtu)
 		}
-		return [][]byte{testIPv6(src, dst, sport, dport, msg)}
+		return [][]byte{genIPv6(src, dst, sport, dport, msg)}
 	}
 	for si, s := range sessions {
 		server := server4
@@ -296,15 +296,15 @@ func synthScenario() ([]synthDatagram, synthExpect) {
 		for qi, q := range s.times {
 			ts := base + q*sec + int64(si)*1e6
 			payload := make([]byte, 8+qi%5*20)
-			name := testQName(s.id, payload, s.domain, qi%2 == 1) // every other query in 0x20 case
+			name := genQName(s.id, payload, s.domain, qi%2 == 1) // every other query in 0x20 case
 			dnsID := uint16(si<<12 | qi)
-			qm := testDNS(dnsID, name, 16, false, 0)
+			qm := genDNS(dnsID, name, 16, false, 0)
 			dgs = append(dgs, synthDatagram{ts: ts, ip: send(ts, s.resolver, server, s.port, 53, qm, 0), domain: s.domain, query: true, id: s.id, dnsLen: len(qm), vlans: s.vlans})
 			txt := 400
 			if si == 0 && q == 5 {
 				txt = 3000 // fragmented at the IP layer
 			}
-			rm := testDNS(dnsID, name, 16, true, txt)
+			rm := genDNS(dnsID, name, 16, true, txt)
 			dgs = append(dgs, synthDatagram{ts: ts + 10e6, ip: send(ts, server, s.resolver, 53, s.port, rm, 1500), domain: s.domain, dnsLen: len(rm), vlans: s.vlans})
 		}
 	}
@@ -315,24 +315,24 @@ func synthScenario() ([]synthDatagram, synthExpect) {
 		dport uint16
 	}{
 		{3, "example.org", 1, 53},
-		{4, testQName(clientID{1}, nil, "t.example.com", false), 16, 5353},
+		{4, genQName(clientID{1}, nil, "t.example.com", false), 16, 5353},
 		{6, "abc.t.example.com", 16, 53},
-		{7, testQName(clientID{2}, nil, "t.example.com", false), 1, 53},
+		{7, genQName(clientID{2}, nil, "t.example.com", false), 1, 53},
 	}
 	for i, n := range noise {
-		m := testDNS(uint16(900+i), n.name, n.qtype, false, 0)
+		m := genDNS(uint16(900+i), n.name, n.qtype, false, 0)
 		r := netip.MustParseAddr("203.0.113.200")
 		dgs = append(dgs, synthDatagram{ts: base + n.at*sec + 5e5, ip: send(0, r, server4, 33333, n.dport, m, 0)})
 	}
 	// The last record: noise at 62.5 s. Active sessions are judged there.
-	dgs = append(dgs, synthDatagram{ts: base + 62*sec + 5e8, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, testDNS(999, "example.org", 1, false, 0), 0)})
+	dgs = append(dgs, synthDatagram{ts: base + 62*sec + 5e8, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, genDNS(999, "example.org", 1, false, 0), 0)})
 	slicesSortStable(dgs)
 	// A record from the future in the middle of the file (a clock step on
 	// the capturing host): the clock jumps to 41 s and stays there until the
 	// packets catch up (SPEC section 4: it never goes backwards). Session B's
 	// queries at 16..20 s then count at 41 s, so its query at 60 s continues
 	// that session instead of starting a new one.
-	jump := synthDatagram{ts: base + 41*sec, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, testDNS(998, "example.org", 1, false, 0), 0)}
+	jump := synthDatagram{ts: base + 41*sec, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, genDNS(998, "example.org", 1, false, 0), 0)}
 	for i, d := range dgs {
 		if d.ts > base+15*sec+2e6+10e6 {
 			dgs = append(dgs[:i], append([]synthDatagram{jump}, dgs[i:]...)...)
@@ -396,28 +396,28 @@ func slicesSortStable(d []synthDatagram) {
 // interfaces show each packet.
 func synthCapture(t *testing.T, enc string, dgs []synthDatagram) (file []byte, copies int) {
 	t.Helper()
-	var recs []testRecord
+	var recs []genRecord
 	for _, d := range dgs {
 		for i, ip := range d.ip {
 			ts := d.ts + int64(i)*1000
 			switch enc {
 			case "ethernet", "ethernet-be":
-				recs = append(recs, testRecord{ts: ts, data: testEthernet(ip, d.vlans...)})
+				recs = append(recs, genRecord{ts: ts, data: genEthernet(ip, d.vlans...)})
 			case "sll":
-				recs = append(recs, testRecord{ts: ts, data: testSLL(ip, d.domain != "" && !d.query)})
+				recs = append(recs, genRecord{ts: ts, data: genSLL(ip, d.domain != "" && !d.query)})
 			case "sll2":
 				// A bridge and its member port: two ifindexes, 100 µs apart.
 				recs = append(recs,
-					testRecord{ts: ts, data: testSLL2(ip, 2, false)},
-					testRecord{ts: ts + 100e3, data: testSLL2(ip, 5, false)})
+					genRecord{ts: ts, data: genSLL2(ip, 2, false)},
+					genRecord{ts: ts + 100e3, data: genSLL2(ip, 5, false)})
 			case "pcapng":
 				// Interface 0 (Ethernet, µs) and interface 1 (raw IP, ns
 				// with an offset) see every packet; every third packet on
 				// interface 0 is a simple packet block, which takes the
 				// previous packet's time.
 				recs = append(recs,
-					testRecord{ts: ts, iface: 1, data: ip},
-					testRecord{ts: ts, iface: 0, data: testEthernet(ip, d.vlans...), spb: len(recs)%3 == 0})
+					genRecord{ts: ts, iface: 1, data: ip},
+					genRecord{ts: ts, iface: 0, data: genEthernet(ip, d.vlans...), spb: len(recs)%3 == 0})
 			default:
 				t.Fatalf("unknown encoding %q", enc)
 			}
@@ -425,19 +425,19 @@ func synthCapture(t *testing.T, enc string, dgs []synthDatagram) (file []byte, c
 	}
 	switch enc {
 	case "ethernet":
-		return appendPcap(nil, binary.LittleEndian, false, linkEthernet, recs), 1
+		return genPcap(nil, binary.LittleEndian, false, linkEthernet, recs), 1
 	case "ethernet-be":
-		return appendPcap(nil, binary.BigEndian, true, linkEthernet, recs), 1
+		return genPcap(nil, binary.BigEndian, true, linkEthernet, recs), 1
 	case "sll":
-		return appendPcap(nil, binary.BigEndian, true, linkLinuxSLL, recs), 1
+		return genPcap(nil, binary.BigEndian, true, linkLinuxSLL, recs), 1
 	case "sll2":
-		return appendPcap(nil, binary.LittleEndian, true, linkLinuxSLL2, recs), 2
+		return genPcap(nil, binary.LittleEndian, true, linkLinuxSLL2, recs), 2
 	}
 	// pcapng: two sections of different byte order, split mid-capture.
-	ifaces := []testInterface{{lt: linkEthernet, snaplen: 65535}, {lt: linkRaw, tsresol: 9, tsoffset: 1795600000}}
+	ifaces := []genInterface{{lt: linkEthernet, snaplen: 65535}, {lt: linkRaw, tsresol: 9, tsoffset: 1795600000}}
 	half := len(recs) / 2
 	half -= half % 2 // keep both copies of a packet in one section
-	return appendPcapng(nil, []testSection{
+	return genPcapng(nil, []genSection{
 		{order: binary.LittleEndian, ifaces: ifaces, records: recs[:half], extra: true},
 		{order: binary.BigEndian, ifaces: ifaces, records: recs[half:]},
 	}), 2
@@ -449,7 +449,7 @@ func TestFileModeSynthetic(t *testing.T) {
 	for _, enc := range []string{"ethernet", "ethernet-be", "sll", "sll2", "pcapng"} {
 		t.Run(enc, func(t *testing.T) {
 			file, copies := synthCapture(t, enc, dgs)
-			p := writeTemp(t, enc+".cap", file)
+			p := writeTempFile(t, enc+".cap", file)
 			args := []string{"-capture.file", p}
 			for _, d := range synthDomains {
 				args = append(args, "-dnstt.domain", d)
@@ -488,7 +488,7 @@ func TestFileModeSynthetic(t *testing.T) {
 			}
 			if copies == 1 {
 				// The same capture as pcapng prints the same.
-				ng := writeTemp(t, enc+".pcapng", pcapToPcapng(t, file))
+				ng := writeTempFile(t, enc+".pcapng", genPcapngFromPcap(t, file))
 				args[1] = ng
 				r := runBinary(t, nil, args...)
 				if r.code != 0 || r.stdout != res.stdout {
@@ -669,9 +669,9 @@ func TestVersionAndHelp(t *testing.T) {
 
 // HTTP tests run the server in-process, so that its limits can be short.
 
-// testServer serves cfg (from args) on a loopback port with handler h
+// startTestServer serves cfg (from args) on a loopback port with handler h
 // (nil: the real exposition of an empty pipeline) and returns its URL.
-func testServer(t *testing.T, cfg *config, h http.Handler) string {
+func startTestServer(t *testing.T, cfg *config, h http.Handler) string {
 	t.Helper()
 	if h == nil {
 		pl := newPipeline(cfg, nil, false)
@@ -698,8 +698,8 @@ func testServer(t *testing.T, cfg *config, h http.Handler) string {
 	return scheme + "://" + ln.Addr().String()
 }
 
-// testConfig parses args after a domain flag.
-func testConfig(t *testing.T, args ...string) *config {
+// parseTestConfig parses args after a domain flag.
+func parseTestConfig(t *testing.T, args ...string) *config {
 	t.Helper()
 	cfg, _, _, err := parseConfig(append([]string{"-dnstt.domain", "t.example.com"}, args...))
 	if err != nil {
@@ -709,7 +709,7 @@ func testConfig(t *testing.T, args ...string) *config {
 }
 
 // get does a request and returns the response with its body read.
-func get(t *testing.T, c *http.Client, method, url string, hdr ...string) (*http.Response, string) {
+func httpGet(t *testing.T, c *http.Client, method, url string, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
@@ -731,11 +731,11 @@ func get(t *testing.T, c *http.Client, method, url string, hdr ...string) (*http
 }
 
 func TestHTTPRoutes(t *testing.T) {
-	cfg := testConfig(t)
-	url := testServer(t, cfg, nil)
+	cfg := parseTestConfig(t)
+	url := startTestServer(t, cfg, nil)
 	c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 
-	resp, body := get(t, c, "GET", url+"/metrics")
+	resp, body := httpGet(t, c, "GET", url+"/metrics")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" {
 		t.Errorf("/metrics: %s, Content-Type %q", resp.Status, resp.Header.Get("Content-Type"))
 	}
@@ -743,7 +743,7 @@ func TestHTTPRoutes(t *testing.T) {
 		t.Errorf("/metrics body lacks dnstt_queries_total:\n%s", body)
 	}
 
-	resp, gz := get(t, c, "GET", url+"/metrics", "Accept-Encoding", "gzip")
+	resp, gz := httpGet(t, c, "GET", url+"/metrics", "Accept-Encoding", "gzip")
 	if resp.Header.Get("Content-Encoding") != "gzip" {
 		t.Errorf("Accept-Encoding gzip: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
 	} else {
@@ -757,37 +757,37 @@ func TestHTTPRoutes(t *testing.T) {
 		}
 	}
 
-	resp, body = get(t, c, "GET", url+"/")
+	resp, body = httpGet(t, c, "GET", url+"/")
 	ver, _, _ := buildInfo()
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
 		!strings.Contains(body, `href="/metrics"`) || !strings.Contains(body, ver) {
 		t.Errorf("/: %s, %q:\n%s", resp.Status, resp.Header.Get("Content-Type"), body)
 	}
 	for _, p := range []string{"/metricsx", "/favicon.ico", "/metrics/", "/debug/pprof/"} {
-		if resp, _ := get(t, c, "GET", url+p); resp.StatusCode != 404 {
+		if resp, _ := httpGet(t, c, "GET", url+p); resp.StatusCode != 404 {
 			t.Errorf("%s: %s, want 404", p, resp.Status)
 		}
 	}
-	if resp, _ := get(t, c, "POST", url+"/metrics"); resp.StatusCode != 405 {
+	if resp, _ := httpGet(t, c, "POST", url+"/metrics"); resp.StatusCode != 405 {
 		t.Errorf("POST /metrics: %s, want 405", resp.Status)
 	}
-	if resp, _ := get(t, c, "HEAD", url+"/metrics"); resp.StatusCode != 200 {
+	if resp, _ := httpGet(t, c, "HEAD", url+"/metrics"); resp.StatusCode != 200 {
 		t.Errorf("HEAD /metrics: %s, want 200", resp.Status)
 	}
 
 	// Another telemetry path moves the metrics.
-	cfg2 := testConfig(t, "-web.telemetry-path", "/dnstt/metrics")
-	url2 := testServer(t, cfg2, nil)
-	if resp, _ := get(t, c, "GET", url2+"/dnstt/metrics"); resp.StatusCode != 200 {
+	cfg2 := parseTestConfig(t, "-web.telemetry-path", "/dnstt/metrics")
+	url2 := startTestServer(t, cfg2, nil)
+	if resp, _ := httpGet(t, c, "GET", url2+"/dnstt/metrics"); resp.StatusCode != 200 {
 		t.Errorf("/dnstt/metrics: %s", resp.Status)
 	}
-	if resp, _ := get(t, c, "GET", url2+"/metrics"); resp.StatusCode != 404 {
+	if resp, _ := httpGet(t, c, "GET", url2+"/metrics"); resp.StatusCode != 404 {
 		t.Errorf("/metrics with another telemetry path: %s, want 404", resp.Status)
 	}
 }
 
-// testCert writes a self-signed certificate for 127.0.0.1 and its key.
-func testCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+// genCert writes a self-signed certificate for 127.0.0.1 and its key.
+func genCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -812,8 +812,8 @@ func testCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile = writeTemp(t, "cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	keyFile = writeTemp(t, "key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+	certFile = writeTempFile(t, "cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	keyFile = writeTempFile(t, "key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
@@ -824,12 +824,12 @@ func testCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 }
 
 func TestHTTPTLSAndAuth(t *testing.T) {
-	certFile, keyFile, pool := testCert(t)
-	users := writeTemp(t, "users", []byte("# Prometheus\nprometheus:s3cret:with:colons\n\nalice:wonderland\r\n"))
-	token := writeTemp(t, "token", []byte("tok-123456\n"))
-	cfg := testConfig(t, "-web.tls-cert-file", certFile, "-web.tls-key-file", keyFile,
+	certFile, keyFile, pool := genCert(t)
+	users := writeTempFile(t, "users", []byte("# Prometheus\nprometheus:s3cret:with:colons\n\nalice:wonderland\r\n"))
+	token := writeTempFile(t, "token", []byte("tok-123456\n"))
+	cfg := parseTestConfig(t, "-web.tls-cert-file", certFile, "-web.tls-key-file", keyFile,
 		"-web.basic-auth-file", users, "-web.bearer-token-file", token)
-	url := testServer(t, cfg, nil)
+	url := startTestServer(t, cfg, nil)
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
 	tests := []struct {
@@ -902,9 +902,9 @@ func TestHTTPTLSAndAuth(t *testing.T) {
 }
 
 func TestHTTPSlowHeaders(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := parseTestConfig(t)
 	cfg.limits.readHeader = 300 * time.Millisecond
-	url := testServer(t, cfg, nil)
+	url := startTestServer(t, cfg, nil)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -940,8 +940,8 @@ func TestHTTPSlowHeaders(t *testing.T) {
 
 func TestHTTPConcurrency(t *testing.T) {
 	t.Run("concurrent scrapes", func(t *testing.T) {
-		cfg := testConfig(t)
-		url := testServer(t, cfg, nil)
+		cfg := parseTestConfig(t)
+		url := startTestServer(t, cfg, nil)
 		var wg sync.WaitGroup
 		var bad atomic.Int32
 		for range 20 {
@@ -967,9 +967,9 @@ func TestHTTPConcurrency(t *testing.T) {
 		}
 	})
 	t.Run("max requests", func(t *testing.T) {
-		cfg := testConfig(t, "-web.max-requests", "2")
+		cfg := parseTestConfig(t, "-web.max-requests", "2")
 		entered, release := make(chan struct{}, 2), make(chan struct{})
-		url := testServer(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		url := startTestServer(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			entered <- struct{}{}
 			<-release
 			io.WriteString(w, "ok\n")
@@ -1090,8 +1090,8 @@ func TestFileModeSIGTERM(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) string {
+// freeLoopbackAddr returns a loopback TCP port that was free a moment ago.
+func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -1102,7 +1102,7 @@ func freePort(t *testing.T) string {
 }
 
 func TestLiveSIGTERMDuringScrape(t *testing.T) {
-	addr := freePort(t)
+	addr := freeLoopbackAddr(t)
 	cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.interface", "lo", "-web.listen-address", addr)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
@@ -1210,11 +1210,11 @@ func benchFile(b *testing.B, ng bool) string {
 		query := i%2 == 0
 		switch {
 		case i%10 == 9:
-			msg = testDNS(uint16(i), "www.example.org", 1, false, 0)
+			msg = genDNS(uint16(i), "www.example.org", 1, false, 0)
 		case query:
-			msg = testDNS(uint16(i), testQName(id, make([]byte, 8+i%3*60), "t.example.com", i%7 == 0), 16, false, 0)
+			msg = genDNS(uint16(i), genQName(id, make([]byte, 8+i%3*60), "t.example.com", i%7 == 0), 16, false, 0)
 		default:
-			msg = testDNS(uint16(i), testQName(id, make([]byte, 8), "t.example.com", false), 16, true, 200+i%900)
+			msg = genDNS(uint16(i), genQName(id, make([]byte, 8), "t.example.com", false), 16, true, 200+i%900)
 		}
 		src, dst, sport, dport := resolver, server, uint16(30000+r), uint16(53)
 		if !query && i%10 != 9 {
@@ -1222,11 +1222,11 @@ func benchFile(b *testing.B, ng bool) string {
 		}
 		var ip []byte
 		if src.Is4() {
-			ip = testIPv4(src, dst, sport, dport, msg, uint16(i), 0)[0]
+			ip = genIPv4(src, dst, sport, dport, msg, uint16(i), 0)[0]
 		} else {
-			ip = testIPv6(src, dst, sport, dport, msg)
+			ip = genIPv6(src, dst, sport, dport, msg)
 		}
-		frames = append(frames, testEthernet(ip))
+		frames = append(frames, genEthernet(ip))
 	}
 	name := "bench.pcap"
 	if ng {
@@ -1239,19 +1239,19 @@ func benchFile(b *testing.B, ng bool) string {
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	const base = int64(1795600000) * 1e9
-	var recs []testRecord
+	var recs []genRecord
 	flush := func(first bool) {
 		var out []byte
 		if ng {
-			sec := testSection{order: binary.LittleEndian, ifaces: []testInterface{{lt: linkEthernet, tsresol: 9}}, records: recs}
-			out = appendPcapng(nil, []testSection{sec})
+			sec := genSection{order: binary.LittleEndian, ifaces: []genInterface{{lt: linkEthernet, tsresol: 9}}, records: recs}
+			out = genPcapng(nil, []genSection{sec})
 			if !first {
 				shb := int(binary.LittleEndian.Uint32(out[4:]))
 				idb := int(binary.LittleEndian.Uint32(out[shb+4:]))
 				out = out[shb+idb:]
 			}
 		} else {
-			out = appendPcap(nil, binary.LittleEndian, true, linkEthernet, recs)
+			out = genPcap(nil, binary.LittleEndian, true, linkEthernet, recs)
 			if !first {
 				out = out[pcapFileHeaderLen:]
 			}
@@ -1260,7 +1260,7 @@ func benchFile(b *testing.B, ng bool) string {
 		recs = recs[:0]
 	}
 	for i := range benchPackets {
-		recs = append(recs, testRecord{ts: base + int64(i)*20e3, data: frames[i%distinct]})
+		recs = append(recs, genRecord{ts: base + int64(i)*20e3, data: frames[i%distinct]})
 		if len(recs) == 65536 {
 			flush(i < 65536)
 		}
@@ -1308,8 +1308,8 @@ func BenchmarkFileMode(b *testing.B) {
 // BenchmarkReplay is file mode in-process, reader and pipeline, per record.
 func BenchmarkReplay(b *testing.B) {
 	cfg := &config{domains: []string{"t.example.com"}, port: 53, window: defaultWindow, sessionsMax: defaultSessionsMax}
-	head, body := benchCapture(false, 4096)
-	r, err := newPcapReader("loop", &loopReader{head: head, body: body})
+	head, body := genBenchCapture(false, 4096)
+	r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body})
 	if err != nil {
 		b.Fatal(err)
 	}

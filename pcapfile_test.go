@@ -16,38 +16,38 @@ import (
 // generator (frames, DNS messages, pcap and pcapng writers) that
 // exporter_test.go uses too.
 
-// testOrder is a byte order that can append.
-type testOrder interface {
+// genOrder is a byte order that can append.
+type genOrder interface {
 	binary.ByteOrder
 	binary.AppendByteOrder
 }
 
-// testRecord is one record of a synthetic capture.
-type testRecord struct {
+// genRecord is one record of a synthetic capture.
+type genRecord struct {
 	ts    int64  // Unix ns
 	iface int    // pcapng interface id in its section; 0 for classic pcap
 	data  []byte // link-layer frame
 	spb   bool   // pcapng: write as a simple packet block (interface 0, no timestamp)
 }
 
-// testInterface is a pcapng interface description.
-type testInterface struct {
+// genInterface is a pcapng interface description.
+type genInterface struct {
 	lt       linkType
 	snaplen  uint32
 	tsresol  byte  // 0 = option absent (microseconds)
 	tsoffset int64 // seconds; 0 = option absent
 }
 
-// testSection is one pcapng section.
-type testSection struct {
-	order   testOrder
-	ifaces  []testInterface
-	records []testRecord
+// genSection is one pcapng section.
+type genSection struct {
+	order   genOrder
+	ifaces  []genInterface
+	records []genRecord
 	extra   bool // write unknown and statistics blocks the reader must skip
 }
 
-// appendPcap writes a classic pcap file.
-func appendPcap(dst []byte, order testOrder, nano bool, lt linkType, recs []testRecord) []byte {
+// genPcap writes a classic pcap file.
+func genPcap(dst []byte, order genOrder, nano bool, lt linkType, recs []genRecord) []byte {
 	magic := uint32(pcapMagicMicro)
 	if nano {
 		magic = pcapMagicNano
@@ -73,8 +73,8 @@ func appendPcap(dst []byte, order testOrder, nano bool, lt linkType, recs []test
 	return dst
 }
 
-// appendBlock writes a pcapng block of type t with body, padded.
-func appendBlock(dst []byte, order testOrder, t uint32, body []byte) []byte {
+// genBlock writes a pcapng block of type t with body, padded.
+func genBlock(dst []byte, order genOrder, t uint32, body []byte) []byte {
 	pad := (4 - len(body)%4) % 4
 	n := uint32(12 + len(body) + pad)
 	dst = order.AppendUint32(dst, t)
@@ -84,8 +84,8 @@ func appendBlock(dst []byte, order testOrder, t uint32, body []byte) []byte {
 	return order.AppendUint32(dst, n)
 }
 
-// testTicks converts ns into units of if_tsresol v, minus the offset.
-func testTicks(ns int64, ifc testInterface) uint64 {
+// genTicks converts ns into units of if_tsresol v, minus the offset.
+func genTicks(ns int64, ifc genInterface) uint64 {
 	ns -= ifc.tsoffset * 1e9
 	v := ifc.tsresol
 	if v == 0 {
@@ -111,8 +111,8 @@ func testTicks(ns int64, ifc testInterface) uint64 {
 	return u
 }
 
-// appendPcapng writes a pcapng file of the sections.
-func appendPcapng(dst []byte, sections []testSection) []byte {
+// genPcapng writes a pcapng file of the sections.
+func genPcapng(dst []byte, sections []genSection) []byte {
 	for _, s := range sections {
 		o := s.order
 		var b []byte
@@ -120,7 +120,7 @@ func appendPcapng(dst []byte, sections []testSection) []byte {
 		b = o.AppendUint16(b, 1)
 		b = o.AppendUint16(b, 0)
 		b = o.AppendUint64(b, ^uint64(0))
-		dst = appendBlock(dst, o, pcapngSHBType, b)
+		dst = genBlock(dst, o, pcapngSHBType, b)
 		for _, ifc := range s.ifaces {
 			b = b[:0]
 			b = o.AppendUint16(b, uint16(ifc.lt))
@@ -141,49 +141,49 @@ func appendPcapng(dst []byte, sections []testSection) []byte {
 				b = o.AppendUint64(b, uint64(ifc.tsoffset))
 			}
 			b = o.AppendUint32(b, 0) // opt_endofopt
-			dst = appendBlock(dst, o, pcapngIDBType, b)
+			dst = genBlock(dst, o, pcapngIDBType, b)
 		}
 		if s.extra {
-			dst = appendBlock(dst, o, 0x00000bad, []byte("custom block"))
-			dst = appendBlock(dst, o, 0x00000004, o.AppendUint32(nil, 0)) // name resolution block, empty
+			dst = genBlock(dst, o, 0x00000bad, []byte("custom block"))
+			dst = genBlock(dst, o, 0x00000004, o.AppendUint32(nil, 0)) // name resolution block, empty
 		}
 		for _, r := range s.records {
 			b = b[:0]
 			if r.spb {
 				b = o.AppendUint32(b, uint32(len(r.data)))
 				b = append(b, r.data...)
-				dst = appendBlock(dst, o, pcapngSPBType, b)
+				dst = genBlock(dst, o, pcapngSPBType, b)
 				continue
 			}
-			t := testTicks(r.ts, s.ifaces[r.iface])
+			t := genTicks(r.ts, s.ifaces[r.iface])
 			b = o.AppendUint32(b, uint32(r.iface))
 			b = o.AppendUint32(b, uint32(t>>32))
 			b = o.AppendUint32(b, uint32(t))
 			b = o.AppendUint32(b, uint32(len(r.data)))
 			b = o.AppendUint32(b, uint32(len(r.data)))
 			b = append(b, r.data...)
-			dst = appendBlock(dst, o, pcapngEPBType, b)
+			dst = genBlock(dst, o, pcapngEPBType, b)
 		}
 		if s.extra {
 			var st []byte
 			st = o.AppendUint32(st, 0)
 			st = o.AppendUint64(st, 0)
-			dst = appendBlock(dst, o, 0x00000005, st) // interface statistics block
+			dst = genBlock(dst, o, 0x00000005, st) // interface statistics block
 		}
 	}
 	return dst
 }
 
-// pcapToPcapng converts a classic pcap file (as appendPcap writes it, any
+// genPcapngFromPcap converts a classic pcap file (as genPcap writes it, any
 // byte order, µs or ns) into a one-section, one-interface pcapng file with
 // nanosecond timestamps, as `editcap -F pcapng` would.
-func pcapToPcapng(t testing.TB, in []byte) []byte {
+func genPcapngFromPcap(t testing.TB, in []byte) []byte {
 	t.Helper()
 	r, err := newPcapReader("in", bytes.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec := testSection{order: binary.LittleEndian, ifaces: []testInterface{{lt: r.lt, snaplen: 262144, tsresol: 9}}}
+	sec := genSection{order: binary.LittleEndian, ifaces: []genInterface{{lt: r.lt, snaplen: 262144, tsresol: 9}}}
 	var rec pcapRecord
 	for {
 		err := r.next(&rec)
@@ -193,17 +193,17 @@ func pcapToPcapng(t testing.TB, in []byte) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sec.records = append(sec.records, testRecord{ts: rec.ts, data: bytes.Clone(rec.data)})
+		sec.records = append(sec.records, genRecord{ts: rec.ts, data: bytes.Clone(rec.data)})
 	}
-	return appendPcapng(nil, []testSection{sec})
+	return genPcapng(nil, []genSection{sec})
 }
 
 // Frame builders.
 
-// testIPv4 returns IPv4 packets carrying a UDP datagram; with mtu > 0 the
+// genIPv4 returns IPv4 packets carrying a UDP datagram; with mtu > 0 the
 // datagram is fragmented so that no packet exceeds mtu bytes.
-func testIPv4(src, dst netip.Addr, sport, dport uint16, payload []byte, ipID uint16, mtu int) [][]byte {
-	udp := testUDP(sport, dport, payload)
+func genIPv4(src, dst netip.Addr, sport, dport uint16, payload []byte, ipID uint16, mtu int) [][]byte {
+	udp := genUDP(sport, dport, payload)
 	const hdr = 20
 	maxData := len(udp)
 	if mtu > 0 && hdr+len(udp) > mtu {
@@ -226,15 +226,15 @@ func testIPv4(src, dst netip.Addr, sport, dport uint16, payload []byte, ipID uin
 		s4, d4 := src.As4(), dst.As4()
 		copy(h[12:], s4[:])
 		copy(h[16:], d4[:])
-		binary.BigEndian.PutUint16(h[10:], ^testChecksum(0, h))
+		binary.BigEndian.PutUint16(h[10:], ^genChecksum(0, h))
 		pkts = append(pkts, append(h, udp[off:end]...))
 	}
 	return pkts
 }
 
-// testIPv6 returns an IPv6 packet carrying a UDP datagram.
-func testIPv6(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
-	udp := testUDP(sport, dport, payload)
+// genIPv6 returns an IPv6 packet carrying a UDP datagram.
+func genIPv6(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	udp := genUDP(sport, dport, payload)
 	h := make([]byte, 40, 40+len(udp))
 	h[0] = 0x60
 	binary.BigEndian.PutUint16(h[4:], uint16(len(udp)))
@@ -249,7 +249,7 @@ func testIPv6(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 	ph = append(ph, d16[:]...)
 	ph = binary.BigEndian.AppendUint32(ph, uint32(len(udp)))
 	ph = append(ph, 0, 0, 0, 17)
-	c := ^testChecksum(testChecksum(0, ph), udp)
+	c := ^genChecksum(genChecksum(0, ph), udp)
 	if c == 0 {
 		c = 0xffff
 	}
@@ -257,8 +257,8 @@ func testIPv6(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
 	return append(h, udp...)
 }
 
-// testUDP returns a UDP header and payload (checksum 0: none, for IPv4).
-func testUDP(sport, dport uint16, payload []byte) []byte {
+// genUDP returns a UDP header and payload (checksum 0: none, for IPv4).
+func genUDP(sport, dport uint16, payload []byte) []byte {
 	u := make([]byte, 8, 8+len(payload))
 	binary.BigEndian.PutUint16(u, sport)
 	binary.BigEndian.PutUint16(u[2:], dport)
@@ -266,8 +266,8 @@ func testUDP(sport, dport uint16, payload []byte) []byte {
 	return append(u, payload...)
 }
 
-// testChecksum adds b to the one's-complement sum c.
-func testChecksum(c uint16, b []byte) uint16 {
+// genChecksum adds b to the one's-complement sum c.
+func genChecksum(c uint16, b []byte) uint16 {
 	s := uint32(c)
 	for i := 0; i+1 < len(b); i += 2 {
 		s += uint32(binary.BigEndian.Uint16(b[i:]))
@@ -281,17 +281,17 @@ func testChecksum(c uint16, b []byte) uint16 {
 	return uint16(s)
 }
 
-// etherTypeOf returns the EtherType of an IP packet.
-func etherTypeOf(ip []byte) uint16 {
+// genEtherType returns the EtherType of an IP packet.
+func genEtherType(ip []byte) uint16 {
 	if ip[0]>>4 == 6 {
 		return 0x86dd
 	}
 	return 0x0800
 }
 
-// testEthernet frames ip, with VLAN tags (outermost first; 0x88a8 for the
+// genEthernet frames ip, with VLAN tags (outermost first; 0x88a8 for the
 // outer of two).
-func testEthernet(ip []byte, vlans ...uint16) []byte {
+func genEthernet(ip []byte, vlans ...uint16) []byte {
 	f := []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2}
 	for i, v := range vlans {
 		tpid := uint16(0x8100)
@@ -301,13 +301,13 @@ func testEthernet(ip []byte, vlans ...uint16) []byte {
 		f = binary.BigEndian.AppendUint16(f, tpid)
 		f = binary.BigEndian.AppendUint16(f, v)
 	}
-	f = binary.BigEndian.AppendUint16(f, etherTypeOf(ip))
+	f = binary.BigEndian.AppendUint16(f, genEtherType(ip))
 	return append(f, ip...)
 }
 
-// testSLL frames ip in a Linux cooked v1 header; outgoing sets the packet
+// genSLL frames ip in a Linux cooked v1 header; outgoing sets the packet
 // type PACKET_OUTGOING.
-func testSLL(ip []byte, outgoing bool) []byte {
+func genSLL(ip []byte, outgoing bool) []byte {
 	f := make([]byte, 16, 16+len(ip))
 	if outgoing {
 		binary.BigEndian.PutUint16(f, 4)
@@ -315,14 +315,14 @@ func testSLL(ip []byte, outgoing bool) []byte {
 	binary.BigEndian.PutUint16(f[2:], 1) // ARPHRD_ETHER
 	binary.BigEndian.PutUint16(f[4:], 6)
 	copy(f[6:], []byte{2, 0, 0, 0, 0, 9})
-	binary.BigEndian.PutUint16(f[14:], etherTypeOf(ip))
+	binary.BigEndian.PutUint16(f[14:], genEtherType(ip))
 	return append(f, ip...)
 }
 
-// testSLL2 frames ip in a Linux cooked v2 header for ifindex.
-func testSLL2(ip []byte, ifindex uint32, outgoing bool) []byte {
+// genSLL2 frames ip in a Linux cooked v2 header for ifindex.
+func genSLL2(ip []byte, ifindex uint32, outgoing bool) []byte {
 	f := make([]byte, 20, 20+len(ip))
-	binary.BigEndian.PutUint16(f, etherTypeOf(ip))
+	binary.BigEndian.PutUint16(f, genEtherType(ip))
 	binary.BigEndian.PutUint32(f[4:], ifindex)
 	binary.BigEndian.PutUint16(f[8:], 1)
 	if outgoing {
@@ -333,9 +333,9 @@ func testSLL2(ip []byte, ifindex uint32, outgoing bool) []byte {
 	return append(f, ip...)
 }
 
-// testQName returns the dnstt query name for a ClientID and payload under
+// genQName returns the dnstt query name for a ClientID and payload under
 // domain; with mixCase, letters alternate case (0x20 encoding).
-func testQName(id clientID, payload []byte, domain string, mixCase bool) string {
+func genQName(id clientID, payload []byte, domain string, mixCase bool) string {
 	raw := append(append([]byte{}, id[:]...), 0xe8)
 	raw = append(raw, payload...)
 	enc := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw))
@@ -358,9 +358,9 @@ func testQName(id clientID, payload []byte, domain string, mixCase bool) string 
 	return name
 }
 
-// testDNS returns a DNS message: a query for name (type qtype, class IN)
+// genDNS returns a DNS message: a query for name (type qtype, class IN)
 // or, with response, an answer carrying a TXT record of txtLen bytes.
-func testDNS(dnsID uint16, name string, qtype uint16, response bool, txtLen int) []byte {
+func genDNS(dnsID uint16, name string, qtype uint16, response bool, txtLen int) []byte {
 	m := binary.BigEndian.AppendUint16(nil, dnsID)
 	flags := uint16(0x0100)
 	if response {
@@ -401,8 +401,8 @@ func testDNS(dnsID uint16, name string, qtype uint16, response bool, txtLen int)
 
 // Reader tests.
 
-// readAll reads every record of a capture.
-func readAll(t testing.TB, b []byte) ([]pcapRecord, *pcapReader, error) {
+// readAllRecords reads every record of a capture.
+func readAllRecords(t testing.TB, b []byte) ([]pcapRecord, *pcapReader, error) {
 	t.Helper()
 	r, err := newPcapReader("test.pcap", bytes.NewReader(b))
 	if err != nil {
@@ -423,8 +423,8 @@ func readAll(t testing.TB, b []byte) ([]pcapRecord, *pcapReader, error) {
 	}
 }
 
-// testFrames returns n distinct frames of increasing size.
-func testFrames(n int) [][]byte {
+// genFrames returns n distinct frames of increasing size.
+func genFrames(n int) [][]byte {
 	var f [][]byte
 	for i := range n {
 		f = append(f, bytes.Repeat([]byte{byte(i + 1)}, 20+i*7))
@@ -433,15 +433,15 @@ func testFrames(n int) [][]byte {
 }
 
 func TestPcapReaderClassic(t *testing.T) {
-	frames := testFrames(5)
+	frames := genFrames(5)
 	const base = int64(1795607787)*1e9 + 123456789
-	var recs []testRecord
+	var recs []genRecord
 	for i, f := range frames {
-		recs = append(recs, testRecord{ts: base + int64(i)*1001001, data: f})
+		recs = append(recs, genRecord{ts: base + int64(i)*1001001, data: f})
 	}
 	tests := []struct {
 		name  string
-		order testOrder
+		order genOrder
 		nano  bool
 		lt    linkType
 	}{
@@ -452,7 +452,7 @@ func TestPcapReaderClassic(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, r, err := readAll(t, appendPcap(nil, tt.order, tt.nano, tt.lt, recs))
+			got, r, err := readAllRecords(t, genPcap(nil, tt.order, tt.nano, tt.lt, recs))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -479,19 +479,19 @@ func TestPcapReaderClassic(t *testing.T) {
 }
 
 func TestPcapReaderPcapng(t *testing.T) {
-	frames := testFrames(8)
+	frames := genFrames(8)
 	const base = int64(1795607787) * 1e9
-	sections := []testSection{
+	sections := []genSection{
 		{
 			order: binary.LittleEndian,
-			ifaces: []testInterface{
+			ifaces: []genInterface{
 				{lt: linkEthernet, snaplen: 65535},                // microseconds by default
 				{lt: linkRaw, tsresol: 9, tsoffset: 1000},         // ns, offset
 				{lt: linkLinuxSLL2, tsresol: 0x80 | 20},           // 2^-20 s
 				{lt: linkIPv4, tsresol: 3},                        // ms
 				{lt: linkIPv6, tsresol: 12, tsoffset: 1795607000}, // ps: 64 bits hold 213 days, so an offset
 			},
-			records: []testRecord{
+			records: []genRecord{
 				{ts: base + 1000, iface: 0, data: frames[0]},
 				{ts: base + 2001, iface: 1, data: frames[1]},
 				{ts: base + 3*1953125, iface: 2, data: frames[2]}, // 2^11 units of 2^-20 s are 1953125 ns
@@ -503,11 +503,11 @@ func TestPcapReaderPcapng(t *testing.T) {
 		},
 		{
 			order:   binary.BigEndian,
-			ifaces:  []testInterface{{lt: linkLinuxSLL, tsresol: 9}, {lt: linkEthernet, tsresol: 6}},
-			records: []testRecord{{ts: base + 7007, iface: 1, data: frames[6]}, {iface: 0, spb: true, data: frames[7]}},
+			ifaces:  []genInterface{{lt: linkLinuxSLL, tsresol: 9}, {lt: linkEthernet, tsresol: 6}},
+			records: []genRecord{{ts: base + 7007, iface: 1, data: frames[6]}, {iface: 0, spb: true, data: frames[7]}},
 		},
 	}
-	got, r, err := readAll(t, appendPcapng(nil, sections))
+	got, r, err := readAllRecords(t, genPcapng(nil, sections))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,17 +543,17 @@ func TestPcapReaderPcapng(t *testing.T) {
 
 func TestPcapReaderLargeRecords(t *testing.T) {
 	// Records that straddle and exceed the read chunk.
-	var recs []testRecord
+	var recs []genRecord
 	for i := range 40 {
-		recs = append(recs, testRecord{ts: int64(i) * 1e9, data: bytes.Repeat([]byte{byte(i)}, 1+i*6011)})
+		recs = append(recs, genRecord{ts: int64(i) * 1e9, data: bytes.Repeat([]byte{byte(i)}, 1+i*6011)})
 	}
-	recs = append(recs, testRecord{ts: 41e9, data: bytes.Repeat([]byte{7}, pcapMaxCaptureLen)})
-	file := appendPcap(nil, binary.LittleEndian, true, linkRaw, recs)
-	ng := appendPcapng(nil, []testSection{{order: binary.BigEndian, ifaces: []testInterface{{lt: linkRaw, tsresol: 9}}, records: recs}})
+	recs = append(recs, genRecord{ts: 41e9, data: bytes.Repeat([]byte{7}, pcapMaxCaptureLen)})
+	file := genPcap(nil, binary.LittleEndian, true, linkRaw, recs)
+	ng := genPcapng(nil, []genSection{{order: binary.BigEndian, ifaces: []genInterface{{lt: linkRaw, tsresol: 9}}, records: recs}})
 	for name, b := range map[string][]byte{"pcap": file, "pcapng": ng} {
 		t.Run(name, func(t *testing.T) {
 			// A source that returns a few bytes at a time, like a pipe.
-			r, err := newPcapReader("pipe", &trickleReader{b: b, n: 4093})
+			r, err := newPcapReader("pipe", &pcapTrickleReader{b: b, n: 4093})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -574,13 +574,13 @@ func TestPcapReaderLargeRecords(t *testing.T) {
 	}
 }
 
-// trickleReader returns at most n bytes per Read.
-type trickleReader struct {
+// pcapTrickleReader returns at most n bytes per Read.
+type pcapTrickleReader struct {
 	b []byte
 	n int
 }
 
-func (r *trickleReader) Read(p []byte) (int, error) {
+func (r *pcapTrickleReader) Read(p []byte) (int, error) {
 	if len(r.b) == 0 {
 		return 0, io.EOF
 	}
@@ -589,10 +589,10 @@ func (r *trickleReader) Read(p []byte) (int, error) {
 	return k, nil
 }
 
-// errReader fails every read after its data.
-type errReader struct{ b []byte }
+// pcapErrReader fails every read after its data.
+type pcapErrReader struct{ b []byte }
 
-func (r *errReader) Read(p []byte) (int, error) {
+func (r *pcapErrReader) Read(p []byte) (int, error) {
 	if len(r.b) == 0 {
 		return 0, errors.New("input/output error")
 	}
@@ -602,12 +602,12 @@ func (r *errReader) Read(p []byte) (int, error) {
 }
 
 func TestPcapReaderErrors(t *testing.T) {
-	frames := testFrames(3)
-	recs := []testRecord{{ts: 1e9, data: frames[0]}, {ts: 2e9, data: frames[1]}, {ts: 3e9, data: frames[2]}}
-	good := appendPcap(nil, binary.LittleEndian, false, linkEthernet, recs)
+	frames := genFrames(3)
+	recs := []genRecord{{ts: 1e9, data: frames[0]}, {ts: 2e9, data: frames[1]}, {ts: 3e9, data: frames[2]}}
+	good := genPcap(nil, binary.LittleEndian, false, linkEthernet, recs)
 	rec1 := pcapFileHeaderLen + pcapRecordHeaderLen + len(frames[0]) // offset of record 1
-	ngSec := testSection{order: binary.LittleEndian, ifaces: []testInterface{{lt: linkEthernet}}, records: recs}
-	ng := appendPcapng(nil, []testSection{ngSec})
+	ngSec := genSection{order: binary.LittleEndian, ifaces: []genInterface{{lt: linkEthernet}}, records: recs}
+	ng := genPcapng(nil, []genSection{ngSec})
 	shbLen := int(binary.LittleEndian.Uint32(ng[4:]))
 	idbLen := int(binary.LittleEndian.Uint32(ng[shbLen+4:]))
 	epb0 := shbLen + idbLen
@@ -637,7 +637,7 @@ func TestPcapReaderErrors(t *testing.T) {
 		{name: "truncated record header", in: good[:rec1+5], records: 1, off: int64(rec1), msg: "truncated record header"},
 		{name: "truncated record data", in: good[:len(good)-1], records: 2, off: int64(len(good) - pcapRecordHeaderLen - len(frames[2])), msg: "truncated record"},
 		{name: "absurd captured length", in: patch(good, rec1+8, 1<<30), records: 1, off: int64(rec1), msg: "corrupt record: captured length"},
-		{name: "read error", src: &errReader{b: good[:rec1+3]}, records: 1, off: int64(rec1 + 3), msg: "read: input/output error"},
+		{name: "read error", src: &pcapErrReader{b: good[:rec1+3]}, records: 1, off: int64(rec1 + 3), msg: "read: input/output error"},
 		{name: "pcapng bad byte-order magic", in: patch(ng, 8, 0x01020304), atOpen: false, off: 8, msg: "bad byte-order magic"},
 		{name: "pcapng unknown link type", in: badIDB, off: int64(shbLen), msg: "interface 0: unsupported link type 147"},
 		{name: "pcapng block length not a multiple of 4", in: patch(ng, epb0+4, 53), off: int64(epb0), msg: "corrupt block: total length 53"},
@@ -724,14 +724,14 @@ func TestPcapngResolution(t *testing.T) {
 	}
 }
 
-// loopReader serves the records of a capture file endlessly: after the
+// pcapLoopReader serves the records of a capture file endlessly: after the
 // file header it repeats the record bytes.
-type loopReader struct {
+type pcapLoopReader struct {
 	head, body []byte
 	off        int
 }
 
-func (l *loopReader) Read(p []byte) (int, error) {
+func (l *pcapLoopReader) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
 		if len(l.head) > 0 {
@@ -747,23 +747,23 @@ func (l *loopReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// benchCapture returns a file header and a body of n realistic records.
-func benchCapture(ng bool, n int) (head, body []byte) {
-	var recs []testRecord
+// genBenchCapture returns a file header and a body of n realistic records.
+func genBenchCapture(ng bool, n int) (head, body []byte) {
+	var recs []genRecord
 	src, dst := netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("192.0.2.1")
 	for i := range n {
 		var id clientID
 		id[0] = byte(i)
-		q := testDNS(uint16(i), testQName(id, make([]byte, 8), "t.example.com", false), 16, false, 0)
-		recs = append(recs, testRecord{ts: int64(i) * 1e6, data: testEthernet(testIPv4(src, dst, 40000, 53, q, uint16(i), 0)[0])})
+		q := genDNS(uint16(i), genQName(id, make([]byte, 8), "t.example.com", false), 16, false, 0)
+		recs = append(recs, genRecord{ts: int64(i) * 1e6, data: genEthernet(genIPv4(src, dst, 40000, 53, q, uint16(i), 0)[0])})
 	}
 	if ng {
-		b := appendPcapng(nil, []testSection{{order: binary.LittleEndian, ifaces: []testInterface{{lt: linkEthernet, tsresol: 9}}, records: recs}})
+		b := genPcapng(nil, []genSection{{order: binary.LittleEndian, ifaces: []genInterface{{lt: linkEthernet, tsresol: 9}}, records: recs}})
 		shb := int(binary.LittleEndian.Uint32(b[4:]))
 		idb := int(binary.LittleEndian.Uint32(b[shb+4:]))
 		return b[:shb+idb], b[shb+idb:]
 	}
-	b := appendPcap(nil, binary.LittleEndian, true, linkEthernet, recs)
+	b := genPcap(nil, binary.LittleEndian, true, linkEthernet, recs)
 	return b[:pcapFileHeaderLen], b[pcapFileHeaderLen:]
 }
 
@@ -772,8 +772,8 @@ func TestPcapReaderAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	for _, ng := range []bool{false, true} {
-		head, body := benchCapture(ng, 64)
-		r, err := newPcapReader("loop", &loopReader{head: head, body: body})
+		head, body := genBenchCapture(ng, 64)
+		r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -798,8 +798,8 @@ func BenchmarkPcapReader(b *testing.B) {
 			name = "pcapng"
 		}
 		b.Run(name, func(b *testing.B) {
-			head, body := benchCapture(ng, 1024)
-			r, err := newPcapReader("loop", &loopReader{head: head, body: body})
+			head, body := genBenchCapture(ng, 1024)
+			r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body})
 			if err != nil {
 				b.Fatal(err)
 			}
