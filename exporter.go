@@ -703,12 +703,15 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 		}
 	}()
 
-	r, err := newPcapReader(cfg.file, newStoppableReader(src, stop))
+	r, err := newPcapReader(cfg.file, src, stop)
 	if errors.Is(err, errPcapStopped) {
 		r, err = nil, nil // stopped before the header: print the empty exposition
 	}
 	if err != nil {
 		return fail(err)
+	}
+	if r != nil {
+		defer r.close()
 	}
 	pl := newPipeline(cfg, geo, r != nil && r.multiInterface())
 	start := time.Now()
@@ -762,58 +765,6 @@ func replay(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int64, reco
 	}
 	pl.sessions.sweep(clock)
 	return clock, records, nil
-}
-
-// stoppableReader reads its source in a helper goroutine so that a read
-// blocked on a pipe (standard input) can be abandoned when stop closes. It
-// costs two channel operations per read, and reads are 1 MiB.
-type stoppableReader struct {
-	src  io.Reader
-	stop <-chan struct{}
-	reqs chan []byte
-	res  chan readResult
-	once sync.Once
-}
-
-// readResult is the outcome of one Read of the source.
-type readResult struct {
-	n   int
-	err error
-}
-
-// newStoppableReader returns a reader of src that fails with
-// errPcapStopped once stop is closed.
-func newStoppableReader(src io.Reader, stop <-chan struct{}) *stoppableReader {
-	return &stoppableReader{src: src, stop: stop, reqs: make(chan []byte), res: make(chan readResult, 1)}
-}
-
-func (s *stoppableReader) Read(p []byte) (int, error) {
-	s.once.Do(func() {
-		go func() {
-			for {
-				select {
-				case b := <-s.reqs:
-					n, err := s.src.Read(b)
-					s.res <- readResult{n, err}
-				case <-s.stop:
-					return
-				}
-			}
-		}()
-	})
-	select {
-	case <-s.stop:
-		return 0, errPcapStopped
-	case s.reqs <- p:
-	}
-	select {
-	case <-s.stop:
-		// The helper may still write into p: the caller drops the
-		// buffer on errPcapStopped.
-		return 0, errPcapStopped
-	case r := <-s.res:
-		return r.n, r.err
-	}
 }
 
 // runLive is live mode: capture, serve HTTP until SIGINT/SIGTERM.

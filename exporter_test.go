@@ -1309,10 +1309,11 @@ func BenchmarkFileMode(b *testing.B) {
 func BenchmarkReplay(b *testing.B) {
 	cfg := &config{domains: []string{"t.example.com"}, port: 53, window: defaultWindow, sessionsMax: defaultSessionsMax}
 	head, body := genBenchCapture(false, 4096)
-	r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body})
+	r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer r.close()
 	pl := newPipeline(cfg, nil, false)
 	var rec pcapRecord
 	b.ReportAllocs()

@@ -56,9 +56,17 @@ const (
 	pcapngDefaultTSResol  = 6  // microseconds when if_tsresol is absent
 )
 
-// pcapReadChunk is how much the reader asks the file for at a time: large
-// enough that the read system calls cost nothing per record.
-const pcapReadChunk = 1 << 20
+// The reader's buffers. A helper goroutine reads the source into chunks
+// ahead of the parser, so that the read system calls (and their copy out of
+// the page cache, a quarter of file mode's time when done inline) run on
+// another core. Each chunk has headroom in front: the unparsed end of the
+// previous chunk (a record cut by the chunk boundary) is copied there, so a
+// record is always contiguous without copying the chunk itself.
+const (
+	pcapReadChunk = 1 << 20                  // bytes asked of the source per read
+	pcapHeadroom  = pcapMaxCaptureLen + 1024 // a whole classic record and most pcapng blocks
+	pcapChunks    = 4                        // buffers: one parsed, the others read ahead
+)
 
 // errPcapStopped is returned by a source reader that was interrupted (a
 // signal in file mode); the reader passes it through unwrapped.
@@ -104,16 +112,28 @@ type pcapngInterface struct {
 	offset  int64  // if_tsoffset, ns
 }
 
+// pcapChunk is one read of the source: data in mem[pcapHeadroom:][:n].
+type pcapChunk struct {
+	mem []byte
+	n   int
+	err error // the read's error (io.EOF at the end); no further chunk follows
+}
+
 // pcapReader reads records from a classic pcap or a pcapng stream.
 type pcapReader struct {
-	name string
-	src  io.Reader
-	buf  []byte // read buffer; unread bytes are buf[pos:end]
+	name   string
+	full   chan pcapChunk // chunks read ahead, in order
+	free   chan []byte    // buffers the parser is done with
+	stop   <-chan struct{}
+	quit   chan struct{} // closed by close: the helper stops
+	pooled bool          // buf is a chunk buffer, to be handed back to free
+
+	buf  []byte // unparsed bytes are buf[pos:end]
 	pos  int
 	end  int
 	off  int64 // file offset of buf[pos]
-	eof  bool  // src returned io.EOF
-	rerr error // src returned another error
+	eof  bool  // the source returned io.EOF
+	rerr error // the source returned another error
 
 	ng   bool // pcapng; otherwise classic pcap
 	swap bool // the current section or file is not little-endian
@@ -129,10 +149,23 @@ type pcapReader struct {
 }
 
 // newPcapReader reads the file header of src (named name in errors) and
-// returns a reader positioned at the first record.
-func newPcapReader(name string, src io.Reader) (*pcapReader, error) {
-	r := &pcapReader{name: name, src: src, buf: make([]byte, pcapReadChunk)}
+// returns a reader positioned at the first record. Once stop is closed (it
+// may be nil), reading fails with errPcapStopped, even while the source
+// blocks (a pipe). Call close when done.
+func newPcapReader(name string, src io.Reader, stop <-chan struct{}) (*pcapReader, error) {
+	r := &pcapReader{
+		name: name,
+		full: make(chan pcapChunk, pcapChunks),
+		free: make(chan []byte, pcapChunks),
+		stop: stop,
+		quit: make(chan struct{}),
+	}
+	for range pcapChunks {
+		r.free <- make([]byte, pcapHeadroom+pcapReadChunk)
+	}
+	go readChunks(src, r.free, r.full, r.quit)
 	if err := r.fill(pcapU32Len); err != nil {
+		r.close()
 		if err == io.EOF {
 			return nil, r.errorf(0, "empty file: not a pcap or pcapng file")
 		}
@@ -149,9 +182,11 @@ func newPcapReader(name string, src io.Reader) (*pcapReader, error) {
 		r.swap = true
 		m = bits.ReverseBytes32(m)
 	default:
+		r.close()
 		return nil, r.errorf(0, "not a pcap or pcapng file (magic %08x)", m)
 	}
 	if err := r.fill(pcapFileHeaderLen); err != nil {
+		r.close()
 		return nil, r.fillError(err, "file header")
 	}
 	r.tsScale = 1
@@ -161,6 +196,7 @@ func newPcapReader(name string, src io.Reader) (*pcapReader, error) {
 	h := r.buf[r.pos:]
 	r.lt = linkType(r.u32(h[pcapLinkTypeOff:]) & pcapLinkTypeMask)
 	if !knownLinkType(r.lt) {
+		r.close()
 		return nil, r.errorf(pcapLinkTypeOff, "unsupported link type %d", r.lt)
 	}
 	r.advance(pcapFileHeaderLen)
@@ -462,23 +498,47 @@ func (r *pcapReader) advance(n int) {
 	r.off += int64(n)
 }
 
+// readChunks is the helper goroutine: it reads src into free buffers and
+// sends them, in order, on full, until the source ends or fails (that chunk
+// carries the error) or quit closes.
+func readChunks(src io.Reader, free <-chan []byte, full chan<- pcapChunk, quit <-chan struct{}) {
+	for {
+		var mem []byte
+		select {
+		case mem = <-free:
+		case <-quit:
+			return
+		}
+		var n int
+		var err error
+		for n == 0 && err == nil {
+			n, err = src.Read(mem[pcapHeadroom:])
+		}
+		select {
+		case full <- pcapChunk{mem: mem, n: n, err: err}:
+		case <-quit:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// close stops the helper goroutine. A read it is blocked in (a pipe) ends
+// with the process.
+func (r *pcapReader) close() {
+	select {
+	case <-r.quit:
+	default:
+		close(r.quit)
+	}
+}
+
 // fill makes at least n bytes available at buf[pos:]. It returns io.EOF
 // when the source ends exactly at pos, io.ErrUnexpectedEOF when it ends
-// within the n bytes, or the source's error.
+// within the n bytes, errPcapStopped when stop closed, or the source's error.
 func (r *pcapReader) fill(n int) error {
-	if r.end-r.pos >= n {
-		return nil
-	}
-	if n > len(r.buf) {
-		// Only for records larger than the read chunk: rare, bounded by
-		// pcapngMaxBlockLen and pcapMaxCaptureLen.
-		nb := make([]byte, max(n, 2*len(r.buf)))
-		r.end = copy(nb, r.buf[r.pos:r.end])
-		r.buf, r.pos = nb, 0
-	} else if r.pos+n > len(r.buf) {
-		r.end = copy(r.buf, r.buf[r.pos:r.end])
-		r.pos = 0
-	}
 	for r.end-r.pos < n {
 		if r.rerr != nil {
 			return r.rerr
@@ -489,15 +549,47 @@ func (r *pcapReader) fill(n int) error {
 			}
 			return io.ErrUnexpectedEOF
 		}
-		m, err := r.src.Read(r.buf[r.end:])
-		r.end += m
-		if err == io.EOF {
-			r.eof = true
-		} else if err != nil {
-			r.rerr = err
+		var c pcapChunk
+		select {
+		case c = <-r.full:
+		case <-r.stop:
+			return errPcapStopped
 		}
+		switch c.err {
+		case nil:
+		case io.EOF:
+			r.eof = true
+		default:
+			r.rerr = c.err
+		}
+		left := r.buf[r.pos:r.end]
+		if len(left) <= pcapHeadroom {
+			// The usual case: the unparsed tail moves into the headroom.
+			start := pcapHeadroom - len(left)
+			copy(c.mem[start:], left)
+			r.release()
+			r.buf, r.pooled = c.mem, true
+			r.pos, r.end = start, pcapHeadroom+c.n
+			continue
+		}
+		// A block larger than the headroom (pcapng only, up to
+		// pcapngMaxBlockLen): join it in a buffer of its own.
+		nb := make([]byte, len(left)+c.n)
+		copy(nb[copy(nb, left):], c.mem[pcapHeadroom:pcapHeadroom+c.n])
+		r.release()
+		r.free <- c.mem
+		r.buf, r.pooled = nb, false
+		r.pos, r.end = 0, len(nb)
 	}
 	return nil
+}
+
+// release hands the current buffer back to the helper.
+func (r *pcapReader) release() {
+	if r.pooled {
+		r.free <- r.buf
+	}
+	r.pooled = false
 }
 
 // fillError turns an error of fill for the named structure into the

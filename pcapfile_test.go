@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // This file holds the pcap/pcapng reader's tests and a synthetic-capture
@@ -179,10 +180,11 @@ func genPcapng(dst []byte, sections []genSection) []byte {
 // nanosecond timestamps, as `editcap -F pcapng` would.
 func genPcapngFromPcap(t testing.TB, in []byte) []byte {
 	t.Helper()
-	r, err := newPcapReader("in", bytes.NewReader(in))
+	r, err := newPcapReader("in", bytes.NewReader(in), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.close()
 	sec := genSection{order: binary.LittleEndian, ifaces: []genInterface{{lt: r.lt, snaplen: 262144, tsresol: 9}}}
 	var rec pcapRecord
 	for {
@@ -404,10 +406,11 @@ func genDNS(dnsID uint16, name string, qtype uint16, response bool, txtLen int) 
 // readAllRecords reads every record of a capture.
 func readAllRecords(t testing.TB, b []byte) ([]pcapRecord, *pcapReader, error) {
 	t.Helper()
-	r, err := newPcapReader("test.pcap", bytes.NewReader(b))
+	r, err := newPcapReader("test.pcap", bytes.NewReader(b), nil)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer r.close()
 	var out []pcapRecord
 	for {
 		var rec pcapRecord
@@ -550,13 +553,18 @@ func TestPcapReaderLargeRecords(t *testing.T) {
 	recs = append(recs, genRecord{ts: 41e9, data: bytes.Repeat([]byte{7}, pcapMaxCaptureLen)})
 	file := genPcap(nil, binary.LittleEndian, true, linkRaw, recs)
 	ng := genPcapng(nil, []genSection{{order: binary.BigEndian, ifaces: []genInterface{{lt: linkRaw, tsresol: 9}}, records: recs}})
+	// A 3 MiB block the reader skips, larger than a chunk and its headroom.
+	shb := int(binary.BigEndian.Uint32(ng[4:]))
+	idb := int(binary.BigEndian.Uint32(ng[shb+4:]))
+	ng = append(genBlock(append([]byte{}, ng[:shb+idb]...), binary.BigEndian, 0xbad, make([]byte, 3<<20)), ng[shb+idb:]...)
 	for name, b := range map[string][]byte{"pcap": file, "pcapng": ng} {
 		t.Run(name, func(t *testing.T) {
 			// A source that returns a few bytes at a time, like a pipe.
-			r, err := newPcapReader("pipe", &pcapTrickleReader{b: b, n: 4093})
+			r, err := newPcapReader("pipe", &pcapTrickleReader{b: b, n: 4093}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer r.close()
 			for i := range recs {
 				var rec pcapRecord
 				if err := r.next(&rec); err != nil {
@@ -655,7 +663,10 @@ func TestPcapReaderErrors(t *testing.T) {
 			if src == nil {
 				src = bytes.NewReader(tt.in)
 			}
-			r, err := newPcapReader("test.pcap", src)
+			r, err := newPcapReader("test.pcap", src, nil)
+			if r != nil {
+				defer r.close()
+			}
 			if tt.atOpen {
 				if err == nil {
 					t.Fatal("newPcapReader succeeded, want an error")
@@ -773,10 +784,11 @@ func TestPcapReaderAllocs(t *testing.T) {
 	}
 	for _, ng := range []bool{false, true} {
 		head, body := genBenchCapture(ng, 64)
-		r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body})
+		r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer r.close()
 		var rec pcapRecord
 		if n := testing.AllocsPerRun(100000, func() {
 			if err := r.next(&rec); err != nil {
@@ -799,10 +811,11 @@ func BenchmarkPcapReader(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			head, body := genBenchCapture(ng, 1024)
-			r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body})
+			r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer r.close()
 			b.SetBytes(int64(len(body) / 1024))
 			b.ReportAllocs()
 			var rec pcapRecord
@@ -813,5 +826,37 @@ func BenchmarkPcapReader(b *testing.B) {
 				sinkRecordLen += len(rec.data)
 			}
 		})
+	}
+}
+
+func TestPcapReaderStop(t *testing.T) {
+	// A source that blocks (a pipe nobody writes to any more): closing
+	// stop ends the read with errPcapStopped.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	stop := make(chan struct{})
+	go func() {
+		pw.Write(genPcap(nil, binary.LittleEndian, false, linkRaw, []genRecord{{ts: 1e9, data: []byte{0x45}}}))
+	}()
+	r, err := newPcapReader("-", pr, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	var rec pcapRecord
+	if err := r.next(&rec); err != nil {
+		t.Fatalf("first record: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.next(&rec) }()
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	select {
+	case err := <-done:
+		if err != errPcapStopped {
+			t.Errorf("after stop: %v, want errPcapStopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("next still blocked 5 s after stop")
 	}
 }
