@@ -1324,3 +1324,32 @@ func BenchmarkReplay(b *testing.B) {
 		pl.handleLink(rec.lt, rec.data, rec.iface, rec.ts)
 	}
 }
+
+func TestProgramOutputPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		skipUnlessCI(t, "promtool not installed (apt-get install prometheus)")
+	}
+	check := func(t *testing.T, text string) {
+		t.Helper()
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(text)
+		if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+			t.Errorf("promtool check metrics: %v\n%s\ninput:\n%s", err, out, text)
+		}
+	}
+	t.Run("file mode", func(t *testing.T) {
+		res := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-dnstt.domain", "x.example.net",
+			"-capture.file", "testdata/pcap/visible-small.pcap",
+			"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb")
+		if res.code != 0 {
+			t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+		}
+		check(t, res.stdout)
+	})
+	t.Run("HTTP", func(t *testing.T) {
+		url := startTestServer(t, parseTestConfig(t), nil)
+		_, body := httpGet(t, http.DefaultClient, "GET", url+"/metrics")
+		check(t, body)
+	})
+}
