@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/bits"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ type genRecord struct {
 	iface int    // pcapng interface id in its section; 0 for classic pcap
 	data  []byte // link-layer frame
 	spb   bool   // pcapng: write as a simple packet block (interface 0, no timestamp)
+	pb    bool   // pcapng: write as an obsolete packet block
 }
 
 // genInterface is a pcapng interface description.
@@ -157,6 +159,17 @@ func genPcapng(dst []byte, sections []genSection) []byte {
 				continue
 			}
 			t := genTicks(r.ts, s.ifaces[r.iface])
+			if r.pb {
+				b = o.AppendUint16(b, uint16(r.iface))
+				b = o.AppendUint16(b, 0) // drops
+				b = o.AppendUint32(b, uint32(t>>32))
+				b = o.AppendUint32(b, uint32(t))
+				b = o.AppendUint32(b, uint32(len(r.data)))
+				b = o.AppendUint32(b, uint32(len(r.data)))
+				b = append(b, r.data...)
+				dst = genBlock(dst, o, pcapngPBType, b)
+				continue
+			}
 			b = o.AppendUint32(b, uint32(r.iface))
 			b = o.AppendUint32(b, uint32(t>>32))
 			b = o.AppendUint32(b, uint32(t))
@@ -507,7 +520,7 @@ func TestPcapReaderPcapng(t *testing.T) {
 		{
 			order:   binary.BigEndian,
 			ifaces:  []genInterface{{lt: linkLinuxSLL, tsresol: 9}, {lt: linkEthernet, tsresol: 6}},
-			records: []genRecord{{ts: base + 7007, iface: 1, data: frames[6]}, {iface: 0, spb: true, data: frames[7]}},
+			records: []genRecord{{ts: base + 7007, iface: 1, data: frames[6], pb: true}, {iface: 0, spb: true, data: frames[7]}},
 		},
 	}
 	got, r, err := readAllRecords(t, genPcapng(nil, sections))
@@ -859,4 +872,46 @@ func TestPcapReaderStop(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("next still blocked 5 s after stop")
 	}
+}
+
+func FuzzPcapReader(f *testing.F) {
+	frames := genFrames(4)
+	var recs []genRecord
+	for i, fr := range frames {
+		recs = append(recs, genRecord{ts: int64(i+1) * 1e9, data: fr, iface: i % 2, spb: i == 2})
+	}
+	f.Add(genPcap(nil, binary.LittleEndian, false, linkEthernet, recs))
+	f.Add(genPcap(nil, binary.BigEndian, true, linkLinuxSLL2, recs))
+	f.Add(genPcapng(nil, []genSection{
+		{order: binary.LittleEndian, ifaces: []genInterface{{lt: linkEthernet}, {lt: linkRaw, tsresol: 0x80 | 20, tsoffset: 5}}, records: recs, extra: true},
+		{order: binary.BigEndian, ifaces: []genInterface{{lt: linkLinuxSLL, tsresol: 9}}, records: recs[:1]},
+	}))
+	if b, err := os.ReadFile("testdata/pcap/visible-small.pcap"); err == nil {
+		f.Add(b[:4096])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// Whatever the input: no panic, and either the end of the file or
+		// a *pcapError at an offset inside it.
+		r, err := newPcapReader("fuzz", bytes.NewReader(b), nil)
+		for err == nil {
+			var rec pcapRecord
+			err = r.next(&rec)
+			if err == nil && (rec.off < 0 || rec.off >= int64(len(b)) || len(rec.data) > len(b)) {
+				t.Fatalf("record at offset %d with %d bytes in a %d-byte file", rec.off, len(rec.data), len(b))
+			}
+		}
+		if r != nil {
+			r.close()
+		}
+		if err == io.EOF {
+			return
+		}
+		var pe *pcapError
+		if !errors.As(err, &pe) {
+			t.Fatalf("error %v (%T), want a *pcapError", err, err)
+		}
+		if pe.off < 0 || pe.off > int64(len(b)) {
+			t.Fatalf("error offset %d outside the %d-byte file: %v", pe.off, len(b), err)
+		}
+	})
 }
