@@ -776,27 +776,29 @@ func replay(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int64, reco
 // in file order and does everything with state exactly as replay does:
 // clock, sweeps, the reason counters, duplicates, GeoIP, sessions. The
 // output is therefore identical to replay's (TestReplayParallel checks).
+// Batches are large so that the hand-offs between the goroutines (a
+// wake-up each when one waits) cost little per record.
 const (
-	replayBatchLen = 256 // records per batch
-	replayBatches  = 4   // batches in flight
-	replayNameLen  = 255 // longest question name a counted packet has (SPEC section 3)
+	replayBatchLen = 2048 // records per batch
+	replayBatches  = 4    // batches in flight
+	replayNameLen  = 255  // longest question name a counted packet has (SPEC section 3)
 )
 
 // decodedRecord is one record decoded ahead of the in-order stage.
 type decodedRecord struct {
-	p     dnsttPacket // p.qname points into name
+	p     dnsttPacket // p.qname points into the batch's names
 	r     ignoreReason
 	iface uint64 // refined by the link header, as handleLink does
 	ts    int64
-	name  [replayNameLen]byte // the question name, copied: the read buffer moves on
 }
 
 // decodedBatch is a batch of decoded records in file order, then the
 // error that ended reading, if any (io.EOF at the end).
 type decodedBatch struct {
-	recs [replayBatchLen]decodedRecord
-	n    int
-	err  error
+	recs  [replayBatchLen]decodedRecord
+	names []byte // question names of the counted records, copied: the read buffer moves on
+	n     int
+	err   error
 }
 
 // replayParallel is replay with decoding on another goroutine.
@@ -806,7 +808,7 @@ func replayParallel(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int
 	quit := make(chan struct{})
 	defer close(quit)
 	for range replayBatches {
-		free <- new(decodedBatch)
+		free <- &decodedBatch{names: make([]byte, 0, replayBatchLen*replayNameLen)}
 	}
 	go decodeAhead(r, pl.dec, free, full, quit, stopped)
 	clock, nextSweep := int64(math.MinInt64), int64(math.MinInt64)
@@ -851,7 +853,7 @@ func decodeAhead(r *pcapReader, dec *decoder, free <-chan *decodedBatch, full ch
 		case <-quit:
 			return
 		}
-		b.n, b.err = 0, nil
+		b.n, b.err, b.names = 0, nil, b.names[:0]
 		for b.n < replayBatchLen {
 			if stopped.Load() {
 				b.err = errPcapStopped
@@ -873,7 +875,10 @@ func decodeAhead(r *pcapReader, dec *decoder, free <-chan *decodedBatch, full ch
 			case d.r != ignoreNone:
 				d.p.qname = nil
 			case len(d.p.qname) <= replayNameLen:
-				d.p.qname = d.name[:copy(d.name[:], d.p.qname)]
+				// names has room for replayNameLen per record: no growth.
+				at := len(b.names)
+				b.names = append(b.names, d.p.qname...)
+				d.p.qname = b.names[at:len(b.names):len(b.names)]
 			default:
 				d.p.qname = bytes.Clone(d.p.qname) // longer than SPEC section 3 allows: never
 			}
