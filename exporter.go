@@ -621,6 +621,8 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	log := newLogger(stderr, cfg)
+	// Parts that log on their own (the GeoIP reload) use the default logger.
+	slog.SetDefault(log)
 	if cfg.auth != nil {
 		warnReadableSecrets(log, cfg.basicAuthFile, cfg.bearerFile)
 	}
