@@ -1393,3 +1393,37 @@ func TestReplayParallel(t *testing.T) {
 		})
 	}
 }
+
+func TestLiveStartErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"listen address in use", []string{"-web.listen-address", busy.Addr().String(), "-capture.interface", "lo"},
+			[]string{"-web.listen-address", "address already in use"}},
+		{"no such interface", []string{"-web.listen-address", freeLoopbackAddr(t), "-capture.interface", "nosuchif0"},
+			[]string{"nosuchif0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com"}, tt.args...)...)
+			if res.code != 1 {
+				t.Errorf("exit %d, want 1 (stderr %q)", res.code, res.stderr)
+			}
+			if res.stdout != "" || strings.Count(res.stderr, "\n") != 1 {
+				t.Errorf("stdout %q, stderr %q: want one line on stderr only", res.stdout, res.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(res.stderr, w) {
+					t.Errorf("stderr %q lacks %q", res.stderr, w)
+				}
+			}
+		})
+	}
+}
