@@ -454,7 +454,7 @@ func loadAuthenticator(basicFile, bearerFile string) (*authenticator, error) {
 	if bearerFile != "" {
 		b, err := os.ReadFile(bearerFile)
 		if err != nil {
-			return nil, fmt.Errorf("-web.bearer-token-file %q: %w", bearerFile, withoutPath(err))
+			return nil, fmt.Errorf("-web.bearer-token-file %q: %w", bearerFile, unwrapPathError(err))
 		}
 		tok := strings.TrimSpace(string(b))
 		switch {
@@ -474,7 +474,7 @@ func loadAuthenticator(basicFile, bearerFile string) (*authenticator, error) {
 func readBasicAuthFile(path string) (map[string][sha256.Size]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, withoutPath(err)
+		return nil, unwrapPathError(err)
 	}
 	users := make(map[string][sha256.Size]byte)
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -504,16 +504,6 @@ func readBasicAuthFile(path string) (map[string][sha256.Size]byte, error) {
 		return nil, errors.New("no user:password line")
 	}
 	return users, nil
-}
-
-// withoutPath drops the *os.PathError wrapper, whose path the caller
-// already quotes.
-func withoutPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // allow reports whether r carries valid credentials.
@@ -682,7 +672,7 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 	if cfg.file != "-" {
 		f, err := os.Open(cfg.file)
 		if err != nil {
-			return fail(fmt.Errorf("-capture.file %q: %w", cfg.file, withoutPath(err)))
+			return fail(fmt.Errorf("-capture.file %q: %w", cfg.file, unwrapPathError(err)))
 		}
 		defer f.Close()
 		src = f
@@ -1100,33 +1090,30 @@ func newHandler(cfg *config, metricsHandler http.Handler) http.Handler {
 	})
 }
 
-// geoDescription names the loaded GeoIP databases for the start-up log.
+// geoDescription names the loaded GeoIP databases for the start-up log:
+// flag, type and build date of each.
 func geoDescription(g *geoResolver) string {
-	if g == nil {
+	dbs := g.describe()
+	if len(dbs) == 0 {
 		return "off"
 	}
-	if d, ok := any(g).(interface{ describe() string }); ok {
-		return d.describe()
+	var parts []string
+	for _, d := range dbs {
+		parts = append(parts, d.flag+"="+d.path+" ("+d.databaseType+", built "+d.buildTime.UTC().Format(time.DateOnly)+")")
 	}
-	return "on"
+	return strings.Join(parts, ", ")
 }
 
-// reloadGeo reloads the GeoIP databases on SIGHUP.
+// reloadGeo reloads the GeoIP databases on SIGHUP. reload logs each
+// database's outcome itself and keeps a database whose new file fails.
 func reloadGeo(g *geoResolver, log *slog.Logger) {
 	if g == nil {
 		log.Info("SIGHUP: no GeoIP database to reload")
 		return
 	}
-	rl, ok := any(g).(interface{ reload() error })
-	if !ok {
-		log.Warn("SIGHUP: GeoIP reload is not supported by this build")
-		return
+	if err := g.reload(); err != nil {
+		log.Warn("SIGHUP: GeoIP reload incomplete; the databases that failed are kept as they were")
 	}
-	if err := rl.reload(); err != nil {
-		log.Error("GeoIP reload failed; keeping the loaded databases", "err", err)
-		return
-	}
-	log.Info("GeoIP databases reloaded", "geoip", geoDescription(g))
 }
 
 // liveCapture is the live capture as runLive drives it.
