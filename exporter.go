@@ -124,7 +124,9 @@ type config struct {
 // usageError is a flag error: exit code 2.
 type usageError struct{ err error }
 
+// Error returns the message of the wrapped error.
 func (e *usageError) Error() string { return e.err.Error() }
+// Unwrap returns the wrapped error.
 func (e *usageError) Unwrap() error { return e.err }
 
 // usagef returns a *usageError.
@@ -135,7 +137,9 @@ func usagef(format string, args ...any) error {
 // stringList is a repeatable string flag.
 type stringList []string
 
+// String joins the values with commas (flag.Value).
 func (l *stringList) String() string { return strings.Join(*l, ",") }
+// Set appends a value (flag.Value).
 func (l *stringList) Set(s string) error {
 	*l = append(*l, s)
 	return nil
@@ -145,7 +149,9 @@ func (l *stringList) Set(s string) error {
 // suffix (KiB, MiB, GiB; K, M, G mean the same).
 type byteSize int
 
+// String formats the size with a binary suffix (flag.Value).
 func (b *byteSize) String() string { return formatByteSize(int(*b)) }
+// Set parses a size (flag.Value).
 func (b *byteSize) Set(s string) error {
 	n, err := parseByteSize(s)
 	if err != nil {
@@ -587,6 +593,7 @@ func newMonoClock() monoClock { return monoClock{start: time.Now()} }
 // now returns the clock's current value in ns.
 func (c monoClock) now() int64 { return int64(time.Since(c.start)) + monoClockBase }
 
+// main runs the program and exits with its code.
 func main() {
 	os.Exit(run(os.Args[1:]))
 }

@@ -81,6 +81,7 @@ type pcapError struct {
 	err  error // underlying read error, if any
 }
 
+// Error returns "-capture.file NAME: offset N: what is wrong".
 func (e *pcapError) Error() string {
 	s := "-capture.file " + strconv.Quote(e.name) + ": offset " + strconv.FormatInt(e.off, 10) + ": " + e.msg
 	if e.err != nil {
@@ -89,6 +90,7 @@ func (e *pcapError) Error() string {
 	return s
 }
 
+// Unwrap returns the underlying read error, if any.
 func (e *pcapError) Unwrap() error { return e.err }
 
 // pcapRecord is one captured packet. data aliases the reader's buffer and
@@ -484,6 +486,7 @@ func (r *pcapReader) u16(b []byte) uint16 {
 	return v
 }
 
+// u32 reads a 32-bit field; see u16.
 func (r *pcapReader) u32(b []byte) uint32 {
 	v := binary.LittleEndian.Uint32(b)
 	if r.swap {
