@@ -126,6 +126,7 @@ type usageError struct{ err error }
 
 // Error returns the message of the wrapped error.
 func (e *usageError) Error() string { return e.err.Error() }
+
 // Unwrap returns the wrapped error.
 func (e *usageError) Unwrap() error { return e.err }
 
@@ -139,6 +140,7 @@ type stringList []string
 
 // String joins the values with commas (flag.Value).
 func (l *stringList) String() string { return strings.Join(*l, ",") }
+
 // Set appends a value (flag.Value).
 func (l *stringList) Set(s string) error {
 	*l = append(*l, s)
@@ -151,6 +153,7 @@ type byteSize int
 
 // String formats the size with a binary suffix (flag.Value).
 func (b *byteSize) String() string { return formatByteSize(int(*b)) }
+
 // Set parses a size (flag.Value).
 func (b *byteSize) Set(s string) error {
 	n, err := parseByteSize(s)
