@@ -10,6 +10,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base32"
 	"encoding/binary"
 	"errors"
@@ -608,6 +609,15 @@ func TestCaptureUnprivileged(t *testing.T) {
 	}
 	bin := buildExporter(t) // in a directory nobody may enter (t.TempDir is 0755)
 	ns := newNetns(t, "unpriv")
+	// exporter.go's openLiveCapture wires the program to openCapture; a
+	// build where that glue is still missing says so, and cannot capture.
+	// A build that has it captures until killed at the timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	out, _ := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, bin}, exporterArgs...)...).CombinedOutput()
+	cancel()
+	if strings.Contains(string(out), "live capture is not available in this build") {
+		skipUnlessCI(t, "the program does not call openCapture yet (exporter.go openLiveCapture): %s", bytes.TrimSpace(out))
+	}
 	startResponder(t, ns, "127.0.0.1:53")
 	startResponder(t, ns, "[::1]:53")
 
