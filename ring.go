@@ -509,8 +509,9 @@ func (r *ring) read(pl *pipeline, clock func() int64, quit <-chan struct{}) erro
 			now := clock()
 			off := r.next * r.blockSize
 			walkBlock(r.mem[off:off+r.blockSize:off+r.blockSize], pl, now)
-			// Hand the block back only after the walk: the store is the
-			// release the kernel's smp_rmb in prb_lookup_block pairs with.
+			// Hand the block back only after the walk. The atomic store
+			// orders every read of the block before it: the kernel reuses
+			// a block as soon as it sees TP_STATUS_KERNEL in block_status.
 			atomic.StoreUint32(status, tpStatusKernel)
 			r.next++
 			if r.next == r.blockNr {
