@@ -4,7 +4,6 @@ import (
 	"compress/gzip"
 	"net/http"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -262,28 +261,19 @@ func newMetrics(cfg metricsConfig) *metrics {
 	return m
 }
 
-// appendBuildInfo appends the build_info family, labelled from
-// runtime/debug.ReadBuildInfo.
+// appendBuildInfo appends the build_info family, labelled as -version
+// prints it (buildInfo in exporter.go: -ldflags version, else the module
+// version; VCS revision; Go version).
 func appendBuildInfo(dst []byte) []byte {
-	ver, revision := "unknown", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v := bi.Main.Version; v != "" {
-			ver = v
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && s.Value != "" {
-				revision = s.Value
-			}
-		}
-	}
+	ver, rev, goVer := buildInfo()
 	dst = appendHeader(dst, famBuildInfo)
 	dst = append(dst, families[famBuildInfo].name...)
 	dst = append(dst, `{version="`...)
 	dst = appendEscaped(dst, ver)
 	dst = append(dst, `",revision="`...)
-	dst = appendEscaped(dst, revision)
+	dst = appendEscaped(dst, rev)
 	dst = append(dst, `",goversion="`...)
-	dst = appendEscaped(dst, runtime.Version())
+	dst = appendEscaped(dst, goVer)
 	dst = append(dst, "\"} 1\n"...)
 	return dst
 }

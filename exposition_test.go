@@ -243,6 +243,11 @@ func TestExpositionFamilies(t *testing.T) {
 					t.Errorf("family %s present = %v in fileMode=%v", name, seen[name], fileMode)
 				}
 			}
+			ver, rev, goVer := buildInfo()
+			info := `dnstt_exporter_build_info{version="` + ver + `",revision="` + rev + `",goversion="` + goVer + `"} 1` + "\n"
+			if strings.Contains(text, info) == fileMode {
+				t.Errorf("build_info as -version prints it (%q) present = %v in fileMode=%v", info, !fileMode, fileMode)
+			}
 			for _, r := range ignoreReasonNames[1:] {
 				if !strings.Contains(text, `dnstt_exporter_packets_ignored_total{reason="`+r+`"} `) {
 					t.Errorf("reason %s missing", r)
