@@ -1126,18 +1126,15 @@ func reloadGeo(g *geoResolver, log *slog.Logger) {
 	}
 }
 
-// liveCapture is the live capture as runLive drives it.
-type liveCapture interface {
-	run(pl *pipeline, stop <-chan struct{}) error
-	close()
-}
-
-// errNoLiveCapture is returned while the live ring is not part of the build.
-var errNoLiveCapture = errors.New("live capture is not available in this build; use -capture.file")
-
-// openLiveCapture opens the live capture for cfg on clock.
-func openLiveCapture(cfg *config, clock monoClock) (liveCapture, error) {
-	return nil, errNoLiveCapture
+// openLiveCapture opens the live capture for cfg on clock, the clock the
+// sessions and the sweeper share.
+func openLiveCapture(cfg *config, clock monoClock) (*capture, error) {
+	return openCapture(captureConfig{
+		interfaces: cfg.interfaces,
+		bufferSize: cfg.bufferSize,
+		port:       cfg.port,
+		clock:      clock.now,
+	})
 }
 
 // pipeline turns captured packets into metrics: decode, count the reason,
