@@ -1,0 +1,3 @@
+module github.com/dnstt-exporter/dnstt_exporter/tools/filebench
+
+go 1.26
