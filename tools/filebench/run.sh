@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# run.sh: file-mode throughput benchmark of dnstt_exporter (issue 6).
+#
+# Builds the exporter (CGO_ENABLED=0) and the tools of this module, generates a
+# large synthetic dnstt capture once (tools/filebench/gen), warms the page
+# cache, then times, best of -runs each, the whole process of
+#   dnstt_exporter -capture.file FILE -dnstt.domain t.example.com
+# and of the gopacket baselines (DecodingLayerParser and gopacket.NewPacket),
+# prints packets/s, ns/packet and the ratios, and checks the exporter's
+# exposition (and each baseline's totals) against the generator's totals.
+#
+# Usage: tools/filebench/run.sh [-n PACKETS] [-seed N] [-runs N] [-dir DIR]
+#            [-keep] [-baseline parser|packet|both|none] [-- EXPORTER FLAGS...]
+#   -keep  keep the capture (in -dir, default /tmp/filebench) and reuse it next time
+# Exit status: 0 when every total matches (targets are reported, not enforced:
+# the machine is shared and noisy), 1 on a mismatch or a failed run, 2 on usage.
+set -euo pipefail
+
+packets=20000000
+seed=1
+runs=3
+dir=
+keep=0
+baseline=both
+extra=()
+while (($#)); do
+	case $1 in
+	-n) packets=$2; shift 2 ;;
+	-seed) seed=$2; shift 2 ;;
+	-runs) runs=$2; shift 2 ;;
+	-dir) dir=$2; shift 2 ;;
+	-keep) keep=1; shift ;;
+	-baseline) baseline=$2; shift 2 ;;
+	--) shift; extra=("$@"); break ;;
+	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed '$d;s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "run.sh: unknown argument $1 (try -h)" >&2; exit 2 ;;
+	esac
+done
+case $baseline in parser | packet | both | none) ;; *) echo "run.sh: -baseline $baseline: want parser, packet, both or none" >&2; exit 2 ;; esac
+[[ $packets =~ ^[1-9][0-9]*$ && $runs =~ ^[1-9][0-9]*$ && $seed =~ ^[0-9]+$ ]] || { echo "run.sh: -n, -runs and -seed take numbers" >&2; exit 2; }
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(git -C "$here" rev-parse --show-toplevel)
+work=$(mktemp -d "${TMPDIR:-/tmp}/filebench.XXXXXX")
+if ((keep)); then
+	dir=${dir:-/tmp/filebench}
+fi
+if [[ -z $dir ]]; then
+	dir=$work
+fi
+mkdir -p "$dir"
+pcap=$dir/dnstt-bench-n$packets-seed$seed.pcap
+cleanup() {
+	rm -rf "$work"
+	if ((!keep)); then
+		rm -f "$pcap" "$pcap.json"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== build"
+(cd "$root" && CGO_ENABLED=0 go build -o "$work/dnstt_exporter" .)
+(cd "$here" && go build -o "$work/" ./gen ./gopacketcount ./check)
+
+if [[ ! -s $pcap || ! -s $pcap.json ]]; then
+	need=$((packets * 350))     # ~320 bytes a record at the default mix, plus margin
+	avail=$(df --output=avail -B1 "$dir" | tail -1)
+	if ((avail < need + (1 << 30))); then
+		echo "run.sh: $dir has $((avail >> 20)) MiB free, the capture needs about $((need >> 20)) MiB" >&2
+		exit 1
+	fi
+	echo "== generate $pcap"
+	"$work/gen" -n "$packets" -seed "$seed" -o "$pcap" >/dev/null
+else
+	echo "== reuse $pcap"
+fi
+size=$(stat -c %s "$pcap")
+memavail=$(awk '/^MemAvailable:/ {printf "%d", $2 * 1024}' /proc/meminfo)
+if ((size > memavail)); then
+	echo "run.sh: warning: the capture ($((size >> 20)) MiB) does not fit in available memory; I/O will dominate" >&2
+fi
+echo "== warm the page cache ($((size >> 20)) MiB)"
+cat "$pcap" >/dev/null
+cat "$pcap" >/dev/null
+
+# best NAME CMD...: runs CMD -runs times (stdout to $work/NAME.out), prints
+# each wall time and leaves the best in $best.
+best=
+best_of() {
+	local name=$1 t0 t1 el
+	shift
+	best=
+	for ((i = 1; i <= runs; i++)); do
+		t0=$(date +%s.%N)
+		if ! "$@" >"$work/$name.out" 2>"$work/$name.err"; then
+			echo "run.sh: $name failed:" >&2
+			cat "$work/$name.err" >&2
+			exit 1
+		fi
+		t1=$(date +%s.%N)
+		el=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+		echo "  $name run $i: ${el}s"
+		if [[ -z $best ]] || awk -v a="$el" -v b="$best" 'BEGIN {exit !(a < b)}'; then
+			best=$el
+		fi
+	done
+}
+rate() { awk -v n="$packets" -v s="$1" 'BEGIN {printf "%.0f packets/s, %.1f ns/packet", n / s, s * 1e9 / n}'; }
+
+status=0
+echo "== dnstt_exporter -capture.file (best of $runs)"
+best_of exporter "$work/dnstt_exporter" -capture.file "$pcap" -dnstt.domain t.example.com "${extra[@]}"
+exp_s=$best
+echo "== check the exporter's exposition against the generator's totals"
+"$work/check" -expect "$pcap.json" -exposition "$work/exporter.out" || status=1
+
+declare -A base_s
+for mode in parser packet; do
+	[[ $baseline == both || $baseline == "$mode" ]] || continue
+	echo "== gopacket baseline -decoder $mode (best of $runs)"
+	best_of "gopacket-$mode" "$work/gopacketcount" -decoder "$mode" -capture.file "$pcap" -dnstt.domain t.example.com -expect "$pcap.json"
+	base_s[$mode]=$best
+done
+
+echo
+echo "== results: $packets packets, $((size >> 20)) MiB, $(nproc) CPUs, best of $runs, whole process, page cache warm"
+printf '%-34s %6.3fs  %s\n' "dnstt_exporter" "$exp_s" "$(rate "$exp_s")"
+for mode in parser packet; do
+	[[ -n ${base_s[$mode]:-} ]] || continue
+	printf '%-34s %6.3fs  %s  (exporter %sx)\n' "gopacket -decoder $mode" "${base_s[$mode]}" "$(rate "${base_s[$mode]}")" \
+		"$(awk -v a="${base_s[$mode]}" -v b="$exp_s" 'BEGIN {printf "%.1f", a / b}')"
+done
+awk -v n="$packets" -v s="$exp_s" 'BEGIN {r = n / s; printf "target >= 8,000,000 packets/s: %s\n", (r >= 8e6 ? "met" : "MISSED")}'
+for mode in parser packet; do
+	[[ -n ${base_s[$mode]:-} ]] || continue
+	awk -v a="${base_s[$mode]}" -v b="$exp_s" -v m="$mode" 'BEGIN {printf "target >= 20x gopacket -decoder %s: %s\n", m, (a / b >= 20 ? "met" : "MISSED")}'
+done
+if ((status)); then
+	echo "run.sh: the exporter's totals differ from the generator's" >&2
+fi
+exit $status
