@@ -152,6 +152,7 @@ type gen struct {
 	t         int64 // ns since the first packet
 	meanGap   float64
 	ring      [reorderSlots]pending
+	recHeader [recHeaderLen]byte
 	dns       [frameCap]byte
 	frame     [frameCap]byte
 	name      [256]byte // QNAME in wire format
@@ -306,7 +307,7 @@ func (g *gen) writeFileHeader() {
 func (g *gen) emit(frame []byte, k kind, dnsN int, id uint64) {
 	g.t += int64(g.rng.ExpFloat64() * g.meanGap)
 	ts := g.cfg.Start*1e9 + g.t
-	var h [recHeaderLen]byte
+	h := g.recHeader[:]
 	binary.LittleEndian.PutUint32(h[0:], uint32(ts/1e9))
 	frac := ts % 1e9
 	if !g.cfg.Nano {
@@ -319,7 +320,7 @@ func (g *gen) emit(frame []byte, k kind, dnsN int, id uint64) {
 	}
 	binary.LittleEndian.PutUint32(h[8:], uint32(capLen))
 	binary.LittleEndian.PutUint32(h[12:], uint32(len(frame)))
-	g.w.Write(h[:])
+	g.w.Write(h)
 	g.w.Write(frame[:capLen])
 	g.written++
 	// The counter's clock has microsecond resolution when the file has.
