@@ -10,8 +10,12 @@
 # exposition (and each baseline's totals) against the generator's totals.
 #
 # Usage: tools/filebench/run.sh [-n PACKETS] [-seed N] [-runs N] [-dir DIR]
-#            [-keep] [-baseline parser|packet|both|none] [-- EXPORTER FLAGS...]
-#   -keep  keep the capture (in -dir, default /tmp/filebench) and reuse it next time
+#            [-keep] [-baseline parser|packet|both|none] [-exporter BINARY]
+#            [-- EXPORTER FLAGS...]
+#   -dir   where the capture goes (default: a new temporary directory)
+#   -keep  keep the capture (in -dir, default /tmp/filebench) and reuse it next time;
+#          without it the capture is deleted at the end
+#   -exporter  time this dnstt_exporter binary instead of building the repository's
 # Exit status: 0 when every total matches (targets are reported, not enforced:
 # the machine is shared and noisy), 1 on a mismatch or a failed run, 2 on usage.
 set -euo pipefail
@@ -22,6 +26,7 @@ runs=3
 dir=
 keep=0
 baseline=both
+exporter=
 extra=()
 while (($#)); do
 	case $1 in
@@ -31,6 +36,7 @@ while (($#)); do
 	-dir) dir=$2; shift 2 ;;
 	-keep) keep=1; shift ;;
 	-baseline) baseline=$2; shift 2 ;;
+	-exporter) exporter=$2; shift 2 ;;
 	--) shift; extra=("$@"); break ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed '$d;s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (try -h)" >&2; exit 2 ;;
@@ -49,10 +55,10 @@ if [[ -z $dir ]]; then
 	dir=$work
 fi
 mkdir -p "$dir"
-pcap=$dir/dnstt-bench-n$packets-seed$seed.pcap
+pcap=
 cleanup() {
 	rm -rf "$work"
-	if ((!keep)); then
+	if ((!keep)) && [[ -n $pcap ]]; then
 		rm -f "$pcap" "$pcap.json"
 	fi
 }
@@ -60,8 +66,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== build"
-(cd "$root" && CGO_ENABLED=0 go build -o "$work/dnstt_exporter" .)
+if [[ -n $exporter ]]; then
+	cp "$exporter" "$work/dnstt_exporter"
+else
+	(cd "$root" && CGO_ENABLED=0 go build -o "$work/dnstt_exporter" .)
+fi
 (cd "$here" && go build -o "$work/" ./gen ./gopacketcount ./check)
+pcap=$dir/dnstt-bench-v$("$work/gen" -version)-n$packets-seed$seed.pcap
 
 if [[ ! -s $pcap || ! -s $pcap.json ]]; then
 	need=$((packets * 350))     # ~320 bytes a record at the default mix, plus margin
@@ -71,6 +82,7 @@ if [[ ! -s $pcap || ! -s $pcap.json ]]; then
 		exit 1
 	fi
 	echo "== generate $pcap"
+	rm -f "$pcap.json" # written last: its presence says the capture is whole
 	"$work/gen" -n "$packets" -seed "$seed" -o "$pcap" >/dev/null
 else
 	echo "== reuse $pcap"

@@ -17,6 +17,7 @@ import (
 // sidecar is the JSON written next to the capture.
 type sidecar struct {
 	File      string       `json:"file"`
+	Version   int          `json:"generator_version"`
 	Domain    string       `json:"domain"`
 	Port      int          `json:"port"`
 	Window    int          `json:"window_s"`
@@ -41,7 +42,12 @@ func main() {
 	flag.IntVar(&cfg.Snaplen, "snaplen", cfg.Snaplen, "truncate records to this many bytes (0: full packets; the gopacket baseline needs full packets)")
 	flag.BoolVar(&cfg.Checksum, "checksum", cfg.Checksum, "compute valid UDP checksums")
 	flag.Int64Var(&cfg.Start, "start", cfg.Start, "Unix time of the first packet (s)")
+	version := flag.Bool("version", false, "print the generator version (it changes when the output for the same flags does) and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(synth.Version)
+		return
+	}
 	if *side == "" {
 		*side = *out + ".json"
 	}
@@ -67,7 +73,7 @@ func run(cfg synth.Config, out, side string) error {
 		return fmt.Errorf("%s: %w", out, err)
 	}
 	elapsed := time.Since(began)
-	s := sidecar{out, synth.Domain, synth.Port, tally.Window / 1e9, cfg.Seed, cfg.Clients, cfg.Resolvers, totals}
+	s := sidecar{out, synth.Version, synth.Domain, synth.Port, tally.Window / 1e9, cfg.Seed, cfg.Clients, cfg.Resolvers, totals}
 	j, err := os.Create(side)
 	if err != nil {
 		return err

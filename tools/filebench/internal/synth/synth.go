@@ -26,6 +26,10 @@ import (
 	"github.com/dnstt-exporter/dnstt_exporter/tools/filebench/internal/tally"
 )
 
+// Version changes whenever the same Config would give different bytes, so a
+// kept capture is not reused across generator changes.
+const Version = 2
+
 // Domain is the tunnel domain of the generated traffic.
 const Domain = domain
 
@@ -354,6 +358,7 @@ const (
 	noiseMiddle              // t.example.com.evil.net A
 	noiseWrongPort           // a dnstt query from port 53 to 5353, unanswered
 	noiseAlmostClient        // 14 base32 characters: one short of a ClientID and a byte
+	noiseOtherTXT            // TXT outside the tunnel: example.org, a look-alike zone
 	noiseKinds
 )
 
@@ -410,6 +415,14 @@ func (g *gen) transaction() {
 		case noiseAlmostClient:
 			g.dnsttName(c, true)
 			g.truncatePrefix(14)
+		case noiseOtherTXT:
+			if g.rng.IntN(2) == 0 {
+				g.setName("example.org")
+			} else {
+				g.dnsttName(c, true)
+				g.setSuffix("\x01t\x07example\x03org\x00")
+			}
+			aa = false
 		}
 	} else {
 		g.dnsttName(c, g.rng.IntN(2) == 0)
@@ -523,6 +536,12 @@ func (g *gen) truncatePrefix(chars int) {
 	n := 1 + chars
 	n += copy(g.name[n:], g.name[tail:g.nameLen])
 	g.nameLen = n
+}
+
+// setSuffix replaces the tunnel domain of the current dnstt QNAME by suffix
+// (wire format, same length).
+func (g *gen) setSuffix(suffix string) {
+	copy(g.name[g.nameLen-len(suffix):], suffix)
 }
 
 // randomCase flips the case of about half the letters of the QNAME (0x20).
