@@ -1,6 +1,6 @@
 module github.com/dnstt-exporter/dnstt_exporter
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/oschwald/maxminddb-golang/v2 v2.9.0
