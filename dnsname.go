@@ -1,20 +1,417 @@
 package main
 
-import "errors"
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strconv"
+)
+
+// DNS header and question layout (RFC 1035 section 4.1).
+const (
+	dnsHeaderLen   = 12   // ID, flags, four counts
+	dnsFlagQR      = 0x80 // in header byte 2
+	dnsOpcodeMask  = 0x78 // in header byte 2
+	dnsMaxNameLen  = 255  // wire length, final zero label included (RFC 1035 section 3.1)
+	dnsMaxLabelLen = 63   // larger length bytes are pointers or reserved label types
+	dnsTypeTXT     = 16
+	dnsClassIN     = 1
+
+	// maxDomainLen is the longest domain in presentation form without the
+	// trailing dot: 253 characters make a 255-byte wire name.
+	maxDomainLen = 253
+
+	// minPrefixChars is the shortest prefix that carries a ClientID and one
+	// more byte (SPEC section 3 rule 4): 15 × 5 = 75 bits.
+	minPrefixChars = 15
+	// clientIDChars base32 characters carry the ClientID: 13 × 5 = 65 bits,
+	// of which the last character contributes its high 4.
+	clientIDChars = 13
+)
+
+// swarOnes and friends are the byte lanes of a uint64 for SWAR checks.
+const (
+	swarOnes = 0x0101010101010101
+	swarHigh = 0x8080808080808080 // bit 7 of every lane
+	swarLow7 = 0x7f7f7f7f7f7f7f7f
+)
 
 // domainTable holds the configured tunnel domains, lower case, and matches
 // question names against them.
 type domainTable struct {
-	names []string // as configured, normalised; index = dnsttPacket.domain
+	names   []string      // as configured, normalised; index = dnsttPacket.domain
+	entries []domainEntry // longest wire form first, so the longest match wins
 }
 
-// newDomainTable builds a table from normalised domains.
+// domainEntry is one tunnel domain prepared for the suffix match.
+type domainEntry struct {
+	wire   []byte // wire form, lower case, final zero label included
+	labels int    // labels in wire, the zero label excluded
+	index  uint16 // into domainTable.names
+}
+
+// newDomainTable builds a table from normalised domains (see parseDomain).
 func newDomainTable(names []string) domainTable {
-	return domainTable{names: names}
+	t := domainTable{names: names, entries: make([]domainEntry, 0, len(names))}
+	for i, n := range names {
+		e := domainEntry{index: uint16(i)}
+		start := 0
+		for j := 0; j <= len(n); j++ {
+			if j == len(n) || n[j] == '.' {
+				e.wire = append(e.wire, byte(j-start))
+				e.wire = append(e.wire, n[start:j]...)
+				e.labels++
+				start = j + 1
+			}
+		}
+		e.wire = append(e.wire, 0)
+		t.entries = append(t.entries, e)
+	}
+	// A domain that is a suffix of another has a shorter wire form, so
+	// trying longer ones first makes the longest match win. Among domains
+	// that are not suffixes of each other at most one can match.
+	slices.SortStableFunc(t.entries, func(a, b domainEntry) int { return len(b.wire) - len(a.wire) })
+	return t
 }
 
 // parseDomain validates a -dnstt.domain value and returns it normalised:
-// lower case, without a trailing dot.
+// lower case, without a trailing dot. Labels are 1 to 63 letters, digits,
+// hyphens or underscores; the whole name is at most 253 characters.
 func parseDomain(s string) (string, error) {
-	return "", errors.New("SKELETON") // replaced by the decoder work
+	n := s
+	if len(n) > 0 && n[len(n)-1] == '.' {
+		n = n[:len(n)-1]
+	}
+	if n == "" {
+		return "", domainError(s, "empty name")
+	}
+	if len(n) > maxDomainLen {
+		return "", domainError(s, "longer than "+strconv.Itoa(maxDomainLen)+" characters")
+	}
+	b := []byte(n)
+	label := 0
+	for i, c := range b {
+		switch {
+		case c == '.':
+			if label == 0 {
+				return "", domainError(s, "empty label")
+			}
+			label = 0
+			continue
+		case 'A' <= c && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return "", domainError(s, "invalid character "+strconv.QuoteRune(rune(c)))
+		}
+		label++
+		if label > dnsMaxLabelLen {
+			return "", domainError(s, "label longer than "+strconv.Itoa(dnsMaxLabelLen)+" characters")
+		}
+	}
+	if label == 0 {
+		return "", domainError(s, "empty label")
+	}
+	return string(b), nil
+}
+
+// domainError is the error of parseDomain for the value s.
+func domainError(s, why string) error {
+	return errors.New("domain " + strconv.Quote(s) + ": " + why)
+}
+
+// parseDomains applies parseDomain to every value and rejects a domain
+// given twice (after normalisation), which would count its traffic twice.
+func parseDomains(values []string) ([]string, error) {
+	out := make([]string, 0, len(values))
+	for _, v := range values {
+		n, err := parseDomain(v)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(out, n) {
+			return nil, domainError(v, "given twice")
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseMessage classifies msg, a DNS message of at least dnsHeaderLen bytes
+// whose ports and QR bit have been checked, by SPEC section 3 rules 2-4.
+// On ignoreNone it has set p.domain, p.id, p.dnsID and p.qname (aliasing
+// msg); the other fields are the caller's.
+func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
+	if msg[2]&dnsOpcodeMask != 0 || binary.BigEndian.Uint16(msg[4:6]) != 1 {
+		return ignoreNotQuery
+	}
+
+	// Walk the question name, marking where labels start: the suffix
+	// match and the prefix check need label boundaries.
+	var marks labelMarks
+	q := msg[dnsHeaderLen:]
+	nameLen, n := walkName(q, &marks)
+	if nameLen == 0 {
+		return ignoreMalformed
+	}
+	name := q[:nameLen]
+	if len(q) < nameLen+4 {
+		return ignoreMalformed
+	}
+	if binary.BigEndian.Uint16(q[nameLen:]) != dnsTypeTXT || binary.BigEndian.Uint16(q[nameLen+2:]) != dnsClassIN {
+		return ignoreWrongType
+	}
+
+	// Suffix match: a domain can only be the name's last len(wire) bytes,
+	// starting at a label boundary after at least one prefix label.
+	var e *domainEntry
+	for i := range t.entries {
+		c := &t.entries[i]
+		if s := nameLen - len(c.wire); s > 0 && marks[s] != 0 && equalFoldWire(name[s:], c.wire) {
+			e = c
+			break
+		}
+	}
+	if e == nil {
+		return ignoreNotTunnel
+	}
+
+	// The prefix labels, concatenated, must be at least minPrefixChars
+	// base32 characters.
+	prefixEnd := nameLen - len(e.wire)
+	if prefixEnd-(n-e.labels) < minPrefixChars {
+		return ignoreBadPrefix
+	}
+	if !validPrefix(q, prefixEnd, &marks) {
+		return ignoreBadPrefix
+	}
+
+	p.domain = e.index
+	p.id = decodeClientID(name[:prefixEnd])
+	p.dnsID = binary.BigEndian.Uint16(msg[0:2])
+	p.qname = name
+	return ignoreNone
+}
+
+// walkName walks the question name at the start of q, marking where each
+// label starts, and returns the name's wire length (final zero label
+// included) and its number of labels. nameLen is 0 when the name is
+// truncated, longer than dnsMaxNameLen, or holds a compression pointer or
+// a reserved label type.
+//
+// It is a function of its own so that the offset chain it follows stays
+// in registers: inlined into parseMessage, it spilled per label.
+//
+//go:noinline
+func walkName(q []byte, marks *labelMarks) (nameLen, labels int) {
+	if len(q) > dnsMaxNameLen {
+		q = q[:dnsMaxNameLen]
+	}
+	off := 0
+	for off < len(q) {
+		l := int(q[off])
+		if l == 0 {
+			return off + 1, labels
+		}
+		if l > dnsMaxLabelLen {
+			return 0, 0 // compression pointer or reserved label type
+		}
+		marks[uint8(off)] = labelMark
+		labels++
+		off += 1 + l
+	}
+	return 0, 0 // truncated, or longer than 255 bytes
+}
+
+// labelMarks has labelMark at each offset of a question name (at most
+// 255 bytes) where a label's length byte is, and 0 elsewhere. It is laid
+// out like the name so that validPrefix can read eight marks at once as
+// a lane mask; it is longer by a word so that marks can follow the name.
+type labelMarks [dnsMaxNameLen + 1 + 8]byte
+
+// labelMark marks a label start: bit 7, as in a base32Bad lane.
+const labelMark = 0x80
+
+// validPrefix reports whether the prefix labels, q[:end] in wire form,
+// hold only base32 characters. marks marks their length bytes; validPrefix
+// overwrites the marks from end on.
+//
+// The prefix is checked eight bytes at a time, four words per step,
+// across label boundaries, with the length bytes' lanes masked off by the
+// marks, and without a branch or call per word (a prefix that fails is
+// rare): Go's calls save no registers, so a slow path in the loop made
+// every step reload its state. Words may run past end
+// into the domain and the question's type and class (at least 7 bytes
+// follow a prefix); those lanes are masked off too, by marks written
+// from end on.
+func validPrefix(q []byte, end int, marks *labelMarks) bool {
+	n := (end + 7) &^ 7
+	if len(q) < n || end > dnsMaxNameLen {
+		return validPrefixPadded(q, end, marks)
+	}
+	binary.LittleEndian.PutUint64(marks[end:], swarHigh)
+	k := swarBase32 // constants in registers, not rematerialised per use
+	var bad uint64
+	i := 0
+	for ; i+32 <= n; i += 32 {
+		w := q[i : i+32 : i+32]
+		m := marks[i : i+32 : i+32]
+		bad |= k.raw(binary.LittleEndian.Uint64(w[0:8]))&^binary.LittleEndian.Uint64(m[0:8]) |
+			k.raw(binary.LittleEndian.Uint64(w[8:16]))&^binary.LittleEndian.Uint64(m[8:16]) |
+			k.raw(binary.LittleEndian.Uint64(w[16:24]))&^binary.LittleEndian.Uint64(m[16:24]) |
+			k.raw(binary.LittleEndian.Uint64(w[24:32]))&^binary.LittleEndian.Uint64(m[24:32])
+	}
+	for ; i < n; i += 8 {
+		bad |= k.raw(binary.LittleEndian.Uint64(q[i:i+8:i+8])) &^ binary.LittleEndian.Uint64(marks[i:i+8:i+8])
+	}
+	return bad&swarHigh == 0
+}
+
+// validPrefixPadded is validPrefix for a q too short to read whole words
+// past end. parseMessage never needs it (a domain's wire form is at least
+// 3 bytes and QTYPE/QCLASS follow), but validPrefix stays safe without it.
+func validPrefixPadded(q []byte, end int, marks *labelMarks) bool {
+	var b [dnsMaxNameLen + 8]byte
+	if end > dnsMaxNameLen || end > len(q) {
+		return false
+	}
+	copy(b[:], q[:end])
+	return validPrefix(b[:], end, marks)
+}
+
+// equalFoldWire reports whether the name suffix a equals b, a lower-case
+// wire-form domain of the same length, ignoring ASCII case. Length bytes
+// (at most 63) are unaffected by the fold, so equal bytes mean equal labels.
+func equalFoldWire(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) < 8 {
+		for i, c := range a {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != b[i] {
+				return false
+			}
+		}
+		return true
+	}
+	// Eight bytes at a time; the last word overlaps the one before it.
+	for i := 0; ; i += 8 {
+		if i > len(a)-8 {
+			i = len(a) - 8
+		}
+		if lower8(binary.LittleEndian.Uint64(a[i:])) != binary.LittleEndian.Uint64(b[i:]) {
+			return false
+		}
+		if i == len(a)-8 {
+			return true
+		}
+	}
+}
+
+// lower8 lower-cases the ASCII letters among the eight bytes of x.
+func lower8(x uint64) uint64 {
+	x7 := x & swarLow7
+	ge := x7 + swarOnes*(0x80-'A') // lane bit 7 set where byte ≥ 'A'
+	gt := x7 + swarOnes*(0x7f-'Z') // lane bit 7 set where byte > 'Z'
+	upper := ge &^ gt &^ x & swarHigh
+	return x | upper>>2 // 0x80 >> 2 = 0x20, the case bit
+}
+
+// base32Bad returns x with bit 7 set in each byte lane that is not in the
+// RFC 4648 base32 alphabet, either case (A-Z, a-z, 2-7), and clear in the
+// others. A lane whose byte has bit 7 set is always flagged; the lanes
+// after it (higher addresses) are then unspecified, which is fine for a
+// caller that rejects the whole word for such a byte.
+//
+// The check is SWAR: for a lane below 0x80, adding a constant of at most
+// 0x48, or subtracting it from 0x80 + a constant, neither carries nor
+// borrows into the next lane, and the result's bit 7 tells on which side
+// of a bound the lane is. Written as "below the low bound or above the
+// high one" it needs no negations: 10 operations for 8 bytes, where a
+// byte-at-a-time loop costs about 1 ns per character, too slow for
+// 230-character names.
+func base32Bad(x uint64) uint64 {
+	l := x | swarOnes*0x20              // letters fold onto 'a'..'z'; nothing else does
+	belowA := swarOnes*(0x80+'a'-1) - l // bit 7 set where l < 'a'
+	aboveZ := l + swarOnes*(0x7f-'z')   // bit 7 set where l > 'z'
+	below2 := swarOnes*(0x80+'2'-1) - x // bit 7 set where x < '2'
+	above7 := x + swarOnes*(0x7f-'7')   // bit 7 set where x > '7'
+	return ((belowA|aboveZ)&(below2|above7) | x) & swarHigh
+}
+
+// swarConsts are base32Bad's constants, loaded into variables so that
+// the compiler keeps them in registers across validPrefix's loop instead of
+// rematerialising a 10-byte immediate at every use.
+type swarConsts struct{ fold, belowA, aboveZ, below2, above7, high uint64 }
+
+// swarBase32 holds base32Bad's constants; it is never written.
+var swarBase32 = swarConsts{
+	fold:   swarOnes * 0x20,
+	belowA: swarOnes * (0x80 + 'a' - 1),
+	aboveZ: swarOnes * (0x7f - 'z'),
+	below2: swarOnes * (0x80 + '2' - 1),
+	above7: swarOnes * (0x7f - '7'),
+	high:   swarHigh,
+}
+
+// bad is base32Bad with the constants of k.
+func (k *swarConsts) bad(x uint64) uint64 { return k.raw(x) & k.high }
+
+// raw is bad without the final mask: only bit 7 of each lane means
+// anything, so a caller that ORs many words can mask once at the end.
+func (k *swarConsts) raw(x uint64) uint64 {
+	l := x | k.fold
+	belowA, aboveZ := k.belowA-l, l+k.aboveZ
+	below2, above7 := k.below2-x, x+k.above7
+	return (belowA|aboveZ)&(below2|above7) | x
+}
+
+// base32Value maps a base32 character, either case, to its 5-bit value.
+// Bytes outside the alphabet map to 0; callers check with validPrefix first.
+var base32Value = func() (t [256]byte) {
+	for i := range byte(26) {
+		t['A'+i], t['a'+i] = i, i
+	}
+	for i := range byte(6) {
+		t['2'+i] = 26 + i
+	}
+	return t
+}()
+
+// decodeClientID decodes the ClientID from the first clientIDChars base32
+// characters of name's labels, which may span labels. name holds at least
+// clientIDChars characters of validated base32 in wire form.
+func decodeClientID(name []byte) clientID {
+	var v uint64 // 60 bits of 12 characters, then the 13th's high 4
+	if int(name[0]) >= clientIDChars && len(name) > clientIDChars {
+		// The common case: the first label holds all 13 characters.
+		// Independent shifts joined in a tree, not a 13-step chain.
+		c := name[1 : clientIDChars+1]
+		t := &base32Value
+		v = (uint64(t[c[0]])<<59 | uint64(t[c[1]])<<54 | uint64(t[c[2]])<<49 | uint64(t[c[3]])<<44) |
+			(uint64(t[c[4]])<<39 | uint64(t[c[5]])<<34 | uint64(t[c[6]])<<29 | uint64(t[c[7]])<<24) |
+			(uint64(t[c[8]])<<19 | uint64(t[c[9]])<<14 | uint64(t[c[10]])<<9 | uint64(t[c[11]])<<4) |
+			uint64(t[c[12]]>>1)
+	} else {
+		k := 0
+		for off := 0; k < clientIDChars; {
+			l := int(name[off])
+			for _, ch := range name[off+1 : off+1+l] {
+				if k == clientIDChars-1 {
+					v = v<<4 | uint64(base32Value[ch]>>1)
+					k++
+					break
+				}
+				v = v<<5 | uint64(base32Value[ch])
+				k++
+			}
+			off += 1 + l
+		}
+	}
+	var id clientID
+	binary.BigEndian.PutUint64(id[:], v)
+	return id
 }
