@@ -88,8 +88,8 @@ else
 	echo "== reuse $pcap"
 fi
 size=$(stat -c %s "$pcap")
-memavail=$(awk '/^MemAvailable:/ {printf "%d", $2 * 1024}' /proc/meminfo)
-if ((size > memavail)); then
+memavail_kib=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) # kB: mawk's %d stops at 2^31
+if ((size / 1024 > memavail_kib)); then
 	echo "run.sh: warning: the capture ($((size >> 20)) MiB) does not fit in available memory; I/O will dominate" >&2
 fi
 echo "== warm the page cache ($((size >> 20)) MiB)"
