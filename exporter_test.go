@@ -1177,7 +1177,7 @@ func TestLiveSIGTERMDuringScrape(t *testing.T) {
 }
 
 // benchPackets is the number of records in the file-mode benchmark capture.
-const benchPackets = 2000000
+const benchPackets = 1000000
 
 // benchFiles caches the benchmark captures by format, in testDir.
 var benchFiles sync.Map
