@@ -212,6 +212,10 @@ func (t *sessionTable) expired(last, now uint32) bool {
 
 // query records a dnstt query at now (ns on the table's clock: monotonic
 // when live, packet time in file mode) from a resolver of geoID g.
+//
+// It handles the common case inline: a tracked session, still active, whose
+// label set has not changed. Everything else goes to querySlow, which keeps
+// the hot path small enough to stay in registers.
 func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 	d := p.domain
 	if int(d) >= t.domains {
@@ -220,7 +224,7 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 	if int(g) >= t.geoIDs {
 		g = 0 // as counters folds it, so that e.geo compares equal
 	}
-	c := t.counters(d, g)
+	c := &t.sets[int(g)*t.domains+int(d)] // counters(d, g), both already in range
 	n := uint64(p.dnsLen)
 	c.queries.Add(1)
 	c.bytesIn.Add(n)
@@ -230,10 +234,31 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 	h := sessionHash(t.seed, dom1, &p.id)
 	s := &t.shards[h>>(64-sessionShardBits)]
 	tick := uint32(now / nsPerTick)
-	reserved := false
 	s.mu.Lock()
+	if e := s.lookup(uint32(h), dom1, &p.id); e != nil && e.geo == g && !t.expired(e.lastSeen, tick) {
+		if int32(tick-e.lastSeen) > 0 {
+			e.lastSeen = tick
+		}
+		addSat32(&e.queries, 1)
+		addSat32(&e.bytesIn, n)
+		s.mu.Unlock()
+		return
+	}
+	t.querySlow(s, c, &p.id, h, d, g, n, now)
+}
+
+// querySlow is the rest of query, called with s.mu held; it unlocks s.mu.
+// It handles a session that becomes active again, a resolver change, a new
+// session and the cap. c is the counters of label set (d, g), h the key's
+// hash and n the query's DNS message bytes.
+//
+//go:noinline
+func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID, h uint64, d uint16, g geoID, n uint64, now int64) {
+	dom1 := d + 1
+	tick := uint32(now / nsPerTick)
+	reserved := false
 	for {
-		i, found := s.find(uint32(h), dom1, &p.id)
+		i, found := s.find(uint32(h), dom1, id)
 		if found {
 			if reserved {
 				t.tracked.Add(-1)
@@ -270,7 +295,7 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 		}
 		if i >= 0 && (s.n+1)*sessionLoadDen <= len(s.slots)*sessionLoadNum {
 			s.slots[i] = sessionEntry{
-				id:        p.id,
+				id:        *id,
 				domain1:   dom1,
 				geo:       g,
 				lastSeen:  tick,
@@ -353,17 +378,37 @@ func (s *sessionShard) find(h uint32, domain1 uint16, id *clientID) (int, bool) 
 	if len(slots) == 0 {
 		return -1, false
 	}
-	i := fastrange(h, len(slots))
-	for {
-		e := &slots[i]
-		if e.domain1 == 0 {
-			return i, false
+	// The inner loop's form lets the compiler drop the bounds check.
+	for i := uint(fastrange(h, len(slots))); ; i = 0 {
+		for ; i < uint(len(slots)); i++ {
+			e := &slots[i]
+			if e.domain1 == 0 {
+				return int(i), false
+			}
+			if e.id == *id && e.domain1 == domain1 {
+				return int(i), true
+			}
 		}
-		if e.id == *id && e.domain1 == domain1 {
-			return i, true
-		}
-		if i++; i == len(slots) {
-			i = 0
+	}
+}
+
+// lookup returns the entry of key (domain1, id) with hash h, or nil.
+// Guarded by s.mu.
+func (s *sessionShard) lookup(h uint32, domain1 uint16, id *clientID) *sessionEntry {
+	slots := s.slots
+	if len(slots) == 0 {
+		return nil
+	}
+	// The inner loop's form lets the compiler drop the bounds check.
+	for i := uint(fastrange(h, len(slots))); ; i = 0 {
+		for ; i < uint(len(slots)); i++ {
+			e := &slots[i]
+			if e.domain1 == 0 {
+				return nil
+			}
+			if e.id == *id && e.domain1 == domain1 {
+				return e
+			}
 		}
 	}
 }
