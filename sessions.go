@@ -235,7 +235,8 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 	s := &t.shards[h>>(64-sessionShardBits)]
 	tick := uint32(now / nsPerTick)
 	s.mu.Lock()
-	if e := s.lookup(uint32(h), dom1, &p.id); e != nil && e.geo == g && !t.expired(e.lastSeen, tick) {
+	i, e := s.lookup(uint32(h), dom1, &p.id)
+	if e != nil && e.geo == g && !t.expired(e.lastSeen, tick) {
 		if int32(tick-e.lastSeen) > 0 {
 			e.lastSeen = tick
 		}
@@ -244,21 +245,21 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 		s.mu.Unlock()
 		return
 	}
-	t.querySlow(s, c, &p.id, h, d, g, n, now)
+	t.querySlow(s, c, &p.id, h, d, g, n, now, i, e != nil)
 }
 
 // querySlow is the rest of query, called with s.mu held; it unlocks s.mu.
 // It handles a session that becomes active again, a resolver change, a new
 // session and the cap. c is the counters of label set (d, g), h the key's
-// hash and n the query's DNS message bytes.
+// hash, n the query's DNS message bytes, and i, found what find returns for
+// the key (query has just looked it up under the same lock hold).
 //
 //go:noinline
-func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID, h uint64, d uint16, g geoID, n uint64, now int64) {
+func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID, h uint64, d uint16, g geoID, n uint64, now int64, i int, found bool) {
 	dom1 := d + 1
 	tick := uint32(now / nsPerTick)
 	reserved := false
 	for {
-		i, found := s.find(uint32(h), dom1, id)
 		if found {
 			if reserved {
 				t.tracked.Add(-1)
@@ -311,6 +312,7 @@ func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID
 		}
 		// resize unlocks while it allocates; look the key up again after.
 		s.resize(max(sessionShardMin, len(s.slots)*sessionGrowNum/sessionGrowDen))
+		i, found = s.find(uint32(h), dom1, id)
 	}
 }
 
@@ -392,22 +394,23 @@ func (s *sessionShard) find(h uint32, domain1 uint16, id *clientID) (int, bool) 
 	}
 }
 
-// lookup returns the entry of key (domain1, id) with hash h, or nil.
-// Guarded by s.mu.
-func (s *sessionShard) lookup(h uint32, domain1 uint16, id *clientID) *sessionEntry {
+// lookup is find returning also the entry: the slot of key (domain1, id)
+// with hash h and its entry, or the empty slot where it would go and nil;
+// -1 and nil when s has no array yet. Guarded by s.mu.
+func (s *sessionShard) lookup(h uint32, domain1 uint16, id *clientID) (int, *sessionEntry) {
 	slots := s.slots
 	if len(slots) == 0 {
-		return nil
+		return -1, nil
 	}
 	// The inner loop's form lets the compiler drop the bounds check.
 	for i := uint(fastrange(h, len(slots))); ; i = 0 {
 		for ; i < uint(len(slots)); i++ {
 			e := &slots[i]
 			if e.domain1 == 0 {
-				return nil
+				return int(i), nil
 			}
 			if e.id == *id && e.domain1 == domain1 {
-				return e
+				return int(i), e
 			}
 		}
 	}
