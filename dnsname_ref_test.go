@@ -185,7 +185,14 @@ func TestParseMessageReference(t *testing.T) {
 	for range n {
 		var name []byte
 		nlabels := 1 + rng.IntN(8)
-		for range nlabels {
+		// A quarter of the names split like the reference client's: all
+		// labels but the last 63 bytes long, the regular layout that
+		// validRegularPrefix checks without marks.
+		regular := rng.IntN(4) == 0
+		if regular {
+			nlabels = 1 + rng.IntN(4)
+		}
+		for j := range nlabels {
 			var l int
 			switch rng.IntN(4) {
 			case 0:
@@ -194,6 +201,9 @@ func TestParseMessageReference(t *testing.T) {
 				l = dnsMaxLabelLen - rng.IntN(3)
 			default:
 				l = 1 + rng.IntN(17)
+			}
+			if regular && j < nlabels-1 {
+				l = dnsMaxLabelLen
 			}
 			name = append(name, byte(l))
 			for range l {
