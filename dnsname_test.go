@@ -380,39 +380,3 @@ func FuzzClientID(f *testing.F) {
 		}
 	})
 }
-
-// TestBase32Word compares the in-lane decoder with encoding/base32 for
-// every character in every lane, and checks that a byte outside the
-// alphabet spoils no lane below its own.
-func TestBase32Word(t *testing.T) {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcdefghijklmnopqrstuvwxyz"
-	enc := base32.StdEncoding.WithPadding(base32.NoPadding)
-	for lane := range 8 {
-		for _, c := range []byte(alphabet) {
-			w := [8]byte{'s', 'Z', 'd', '7', 'I', '5', 'l', 'A'}
-			w[lane] = c
-			dec, err := enc.DecodeString(strings.ToUpper(string(w[:])))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want uint64
-			for _, b := range dec {
-				want = want<<8 | uint64(b)
-			}
-			if got := base32Word(leUint64(w)); got != want {
-				t.Fatalf("base32Word(%q) = %#x, want %#x", w, got, want)
-			}
-			// Any byte in the lanes above lane keeps lanes 0..lane.
-			for bad := range 256 {
-				v := w
-				for i := lane + 1; i < 8; i++ {
-					v[i] = byte(bad)
-				}
-				shift := 5 * (7 - lane)
-				if got := base32Word(leUint64(v)) >> shift; got != want>>shift {
-					t.Fatalf("base32Word(%q) >> %d = %#x, want %#x", v, shift, got, want>>shift)
-				}
-			}
-		}
-	}
-}
