@@ -306,23 +306,43 @@ func validRegularPrefix(q []byte, end int) bool {
 		high |= x4 | x5 | x6 | x7
 	}
 	// The last label: i < end is a label start. Its first word has the
-	// length byte, its last word (maybe the same) the bytes from end on.
+	// length byte, its last word (maybe the same) the bytes from end on;
+	// the words between them are unrolled through a jump table, not a
+	// loop: a loop's counter and bounds checks doubled the cost per word.
 	after := ^uint64(0) << (8 * (end - last)) // 0 when end = n
 	x := binary.LittleEndian.Uint64(q[i:i+8])&^0xff | labelPatch
 	if i == last {
 		x = x&^after | swarOnes*labelPatch&after
+	} else {
+		y := binary.LittleEndian.Uint64(q[last:n])&^after | swarOnes*labelPatch&after
+		good &= base32Lanes(y, fold, geA, gtZ, ge2, gt7)
+		high |= y
 	}
 	good &= base32Lanes(x, fold, geA, gtZ, ge2, gt7)
 	high |= x
-	if i < last {
-		for i += 8; i < last; i += 8 {
-			x := binary.LittleEndian.Uint64(q[i : i+8])
-			good &= base32Lanes(x, fold, geA, gtZ, ge2, gt7)
-			high |= x
-		}
-		x := binary.LittleEndian.Uint64(q[last:n])&^after | swarOnes*labelPatch&after
+	word := func(j int) { // the word j words before the last
+		x := binary.LittleEndian.Uint64(q[last-8*j : last-8*j+8])
 		good &= base32Lanes(x, fold, geA, gtZ, ge2, gt7)
 		high |= x
+	}
+	switch (last - i) / 8 { // words from the first to the last
+	case 7:
+		word(6)
+		fallthrough
+	case 6:
+		word(5)
+		fallthrough
+	case 5:
+		word(4)
+		fallthrough
+	case 4:
+		word(3)
+		fallthrough
+	case 3:
+		word(2)
+		fallthrough
+	case 2:
+		word(1)
 	}
 	return (^good|high)&swarHigh == 0
 }
