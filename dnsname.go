@@ -150,7 +150,7 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	// boundaries, the prefix check whether they are regular.
 	var w nameWalk
 	q := msg[dnsHeaderLen:]
-	if !walkName(q, &w) {
+	if !walkName(q, &w, t) {
 		return ignoreMalformed
 	}
 	nameLen := w.nameLen
@@ -167,6 +167,10 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	var e *domainEntry
 	for i := range t.entries {
 		c := &t.entries[i]
+		if i+1 == w.domain { // compared by walkName; the longer ones are not
+			e = c
+			break
+		}
 		if s := nameLen - len(c.wire); s > 0 && w.labelAt(s) && equalFoldWire(name[s:], c.wire) {
 			e = c
 			break
@@ -214,6 +218,7 @@ type nameWalk struct {
 	nameLen   int // wire length, final zero label included
 	labels    int // labels before the zero label
 	unaligned int // offset of the first label not starting at a multiple of regularStride; dnsMaxNameLen if none
+	domain    int // 1 + the index in domainTable.entries of the domain walkName found ending the name, or 0
 }
 
 // labelAt reports whether a label starts at offset off (< dnsMaxNameLen).
@@ -221,7 +226,8 @@ func (w *nameWalk) labelAt(off int) bool {
 	return w.starts[uint8(off)>>6]>>(off&63)&1 != 0
 }
 
-// walkName walks the question name at the start of q and fills w. It
+// walkName walks the question name at the start of q and fills w; t's
+// domains let it stop early (see below). It
 // reports false when the name is truncated, longer than dnsMaxNameLen, or
 // holds a compression pointer or a reserved label type.
 //
@@ -229,7 +235,7 @@ func (w *nameWalk) labelAt(off int) bool {
 // in registers: inlined into parseMessage, it spilled per label.
 //
 //go:noinline
-func walkName(q []byte, w *nameWalk) bool {
+func walkName(q []byte, w *nameWalk, t *domainTable) bool {
 	if len(q) > dnsMaxNameLen {
 		q = q[:dnsMaxNameLen]
 	}
@@ -243,6 +249,28 @@ func walkName(q []byte, w *nameWalk) bool {
 	for ; off < len(q) && q[off] == dnsMaxLabelLen; off += regularStride {
 		w.starts[uint8(off)>>6] |= 1 << (off & 63)
 		labels++
+	}
+	// The label after them is usually the prefix's last. If a tunnel
+	// domain follows it, that domain is the rest of the name (its wire
+	// form is a whole name, zero label included), so its labels need
+	// not be walked one by one: one comparison of independent loads
+	// replaces their chain. parseMessage then knows the match; label
+	// starts after off are left out of starts, as no longer domain can
+	// begin there.
+	if off < len(q) {
+		if l := int(q[off]); l != 0 && l <= dnsMaxLabelLen {
+			s := off + 1 + l
+			for j := range t.entries {
+				e := &t.entries[j]
+				// The first length byte rejects most other names
+				// without a call.
+				if s+len(e.wire) <= len(q) && q[s] == e.wire[0] && equalFoldWire(q[s:s+len(e.wire)], e.wire) {
+					w.starts[uint8(off)>>6] |= 1 << (off & 63) // off is a multiple of regularStride
+					w.nameLen, w.labels, w.unaligned, w.domain = s+len(e.wire), labels+1+e.labels, unaligned, j+1
+					return true
+				}
+			}
+		}
 	}
 	for off < len(q) {
 		l := int(q[off])
