@@ -219,11 +219,12 @@ type nameWalk struct {
 	labels    int // labels before the zero label
 	unaligned int // offset of the first label not starting at a multiple of regularStride; dnsMaxNameLen if none
 	domain    int // 1 + the index in domainTable.entries of the domain walkName found ending the name, or 0
+	regular   int // leading labels of regularStride bytes, at offsets k × regularStride; not in starts
 }
 
 // labelAt reports whether a label starts at offset off (< dnsMaxNameLen).
 func (w *nameWalk) labelAt(off int) bool {
-	return w.starts[uint8(off)>>6]>>(off&63)&1 != 0
+	return off%regularStride == 0 && off/regularStride < w.regular || w.starts[uint8(off)>>6]>>(off&63)&1 != 0
 }
 
 // walkName walks the question name at the start of q and fills w; t's
@@ -246,10 +247,11 @@ func walkName(q []byte, w *nameWalk, t *domainTable) bool {
 	// one before): on the reference client's names this shortens the
 	// chain of dependent loads from every label to the last few.
 	off := 0
-	for ; off < len(q) && q[off] == dnsMaxLabelLen; off += regularStride {
-		w.starts[uint8(off)>>6] |= 1 << (off & 63)
-		labels++
+	for off < len(q) && q[off] == dnsMaxLabelLen {
+		off += regularStride
 	}
+	labels = off / regularStride
+	w.regular = labels // their starts are implied, not set in starts
 	// The label after them is usually the prefix's last. If a tunnel
 	// domain follows it, that domain is the rest of the name (its wire
 	// form is a whole name, zero label included), so its labels need
