@@ -48,6 +48,21 @@ type domainEntry struct {
 	wire   []byte // wire form, lower case, final zero label included
 	labels int    // labels in wire, the zero label excluded
 	index  uint16 // into domainTable.names
+	// head and tail are wire's first and last eight bytes (overlapping
+	// when shorter than 16) when it is 8 to 16 bytes long, as most are:
+	// then matchAt compares two words without a call.
+	head, tail uint64
+}
+
+// matchAt reports whether the name bytes q[s:] start with e's wire form,
+// ignoring ASCII case, as equalFoldWire does; 0 ≤ s ≤ len(q)-len(e.wire).
+func (e *domainEntry) matchAt(q []byte, s int) bool {
+	n := len(e.wire)
+	if e.head == 0 {
+		return equalFoldWire(q[s:s+n], e.wire)
+	}
+	return lower8(binary.LittleEndian.Uint64(q[s:s+8])) == e.head &&
+		lower8(binary.LittleEndian.Uint64(q[s+n-8:s+n])) == e.tail
 }
 
 // newDomainTable builds a table from normalised domains (see parseDomain).
@@ -65,6 +80,9 @@ func newDomainTable(names []string) domainTable {
 			}
 		}
 		e.wire = append(e.wire, 0)
+		if n := len(e.wire); n >= 8 && n <= 16 { // head is never 0: wire[0] is a length
+			e.head, e.tail = binary.LittleEndian.Uint64(e.wire), binary.LittleEndian.Uint64(e.wire[n-8:])
+		}
 		t.entries = append(t.entries, e)
 	}
 	// A domain that is a suffix of another has a shorter wire form, so
@@ -171,7 +189,7 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 			e = c
 			break
 		}
-		if s := nameLen - len(c.wire); s > 0 && w.labelAt(s) && equalFoldWire(name[s:], c.wire) {
+		if s := nameLen - len(c.wire); s > 0 && w.labelAt(s) && c.matchAt(name, s) {
 			e = c
 			break
 		}
@@ -266,7 +284,7 @@ func walkName(q []byte, w *nameWalk, t *domainTable) bool {
 				e := &t.entries[j]
 				// The first length byte rejects most other names
 				// without a call.
-				if s+len(e.wire) <= len(q) && q[s] == e.wire[0] && equalFoldWire(q[s:s+len(e.wire)], e.wire) {
+				if s+len(e.wire) <= len(q) && q[s] == e.wire[0] && e.matchAt(q, s) {
 					w.starts[uint8(off)>>6] |= 1 << (off & 63) // off is a multiple of regularStride
 					w.nameLen, w.labels, w.unaligned, w.domain = s+len(e.wire), labels+1+e.labels, unaligned, j+1
 					return true
