@@ -336,22 +336,22 @@ func validRegularPrefix(q []byte, end int) bool {
 	last := n - 8 // the last word, which may hold bytes from end on
 	q = q[:n]
 	i := 0
+	// acc folds one word in; words go in one at a time so that few
+	// values are live at once and the constants stay in registers.
+	acc := func(x uint64) {
+		good &= base32Lanes(x, fold, geA, gtZ, ge2, gt7)
+		high |= x
+	}
 	for ; i+regularStride <= last; i += regularStride {
 		b := q[i : i+regularStride : i+regularStride]
-		x0 := binary.LittleEndian.Uint64(b[0:8])&^0xff | labelPatch // the length byte
-		x1 := binary.LittleEndian.Uint64(b[8:16])
-		x2 := binary.LittleEndian.Uint64(b[16:24])
-		x3 := binary.LittleEndian.Uint64(b[24:32])
-		good &= base32Lanes(x0, fold, geA, gtZ, ge2, gt7) & base32Lanes(x1, fold, geA, gtZ, ge2, gt7) &
-			base32Lanes(x2, fold, geA, gtZ, ge2, gt7) & base32Lanes(x3, fold, geA, gtZ, ge2, gt7)
-		high |= x0 | x1 | x2 | x3
-		x4 := binary.LittleEndian.Uint64(b[32:40])
-		x5 := binary.LittleEndian.Uint64(b[40:48])
-		x6 := binary.LittleEndian.Uint64(b[48:56])
-		x7 := binary.LittleEndian.Uint64(b[56:64])
-		good &= base32Lanes(x4, fold, geA, gtZ, ge2, gt7) & base32Lanes(x5, fold, geA, gtZ, ge2, gt7) &
-			base32Lanes(x6, fold, geA, gtZ, ge2, gt7) & base32Lanes(x7, fold, geA, gtZ, ge2, gt7)
-		high |= x4 | x5 | x6 | x7
+		acc(binary.LittleEndian.Uint64(b[0:8])&^0xff | labelPatch) // the length byte
+		acc(binary.LittleEndian.Uint64(b[8:16]))
+		acc(binary.LittleEndian.Uint64(b[16:24]))
+		acc(binary.LittleEndian.Uint64(b[24:32]))
+		acc(binary.LittleEndian.Uint64(b[32:40]))
+		acc(binary.LittleEndian.Uint64(b[40:48]))
+		acc(binary.LittleEndian.Uint64(b[48:56]))
+		acc(binary.LittleEndian.Uint64(b[56:64]))
 	}
 	// The last label: i < end is a label start. Its first word has the
 	// length byte, its last word (maybe the same) the bytes from end on;
@@ -362,16 +362,11 @@ func validRegularPrefix(q []byte, end int) bool {
 	if i == last {
 		x = x&^after | swarOnes*labelPatch&after
 	} else {
-		y := binary.LittleEndian.Uint64(q[last:n])&^after | swarOnes*labelPatch&after
-		good &= base32Lanes(y, fold, geA, gtZ, ge2, gt7)
-		high |= y
+		acc(binary.LittleEndian.Uint64(q[last:n])&^after | swarOnes*labelPatch&after)
 	}
-	good &= base32Lanes(x, fold, geA, gtZ, ge2, gt7)
-	high |= x
+	acc(x)
 	word := func(j int) { // the word j words before the last
-		x := binary.LittleEndian.Uint64(q[last-8*j : last-8*j+8])
-		good &= base32Lanes(x, fold, geA, gtZ, ge2, gt7)
-		high |= x
+		acc(binary.LittleEndian.Uint64(q[last-8*j : last-8*j+8]))
 	}
 	switch (last - i) / 8 { // words from the first to the last
 	case 7:
