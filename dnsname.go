@@ -246,9 +246,9 @@ func (w *nameWalk) labelAt(off int) bool {
 }
 
 // walkName walks the question name at the start of q and fills w; t's
-// domains let it stop early (see below). It
-// reports false when the name is truncated, longer than dnsMaxNameLen, or
-// holds a compression pointer or a reserved label type.
+// domains let it stop early (see below). It reports false when the name
+// is truncated, longer than dnsMaxNameLen, or holds a compression pointer
+// or a reserved label type.
 //
 // It is a function of its own so that the offset chain it follows stays
 // in registers: inlined into parseMessage, it spilled per label.
@@ -413,8 +413,9 @@ type labelMarks [dnsMaxNameLen + 1 + 8]byte
 const labelPatch = 'a'
 
 // validPrefix reports whether the prefix labels, q[:end] in wire form,
-// hold only base32 characters. marks marks their length bytes; validPrefix
-// overwrites the marks from end on.
+// hold only base32 characters, whatever their lengths (the path of names
+// not split like the reference client's). marks marks their length bytes;
+// validPrefix overwrites the marks from end on.
 //
 // The prefix is checked eight bytes at a time, four words per step,
 // across label boundaries, with the length bytes patched by XORing the
@@ -422,9 +423,9 @@ const labelPatch = 'a'
 // rare): Go's calls save no registers, so a slow path in the loop made
 // every step reload its state. The XOR folds into one instruction with
 // its load, where masking the check's result took three (load, NOT, AND;
-// GOAMD64=v1 has no ANDN): about 4 ns of 37 on the longest real query.
-// The last word may run past end into the domain and the question's type
-// and class; those lanes are patched too, by marks written there.
+// GOAMD64=v1 has no ANDN). The last word may run past end into the
+// domain and the question's type and class; those lanes are patched too,
+// by marks written there.
 func validPrefix(q []byte, end int, marks *labelMarks) bool {
 	n := (end + 7) &^ 7
 	if len(q) < n || end > dnsMaxNameLen || n < 8 {
@@ -435,33 +436,25 @@ func validPrefix(q []byte, end int, marks *labelMarks) bool {
 	last := binary.LittleEndian.Uint64(marks[n-8:])&^after |
 		(binary.LittleEndian.Uint64(q[n-8:])^swarOnes*labelPatch)&after
 	binary.LittleEndian.PutUint64(marks[n-8:], last)
-	// The constants in locals, so that the compiler keeps them in
-	// registers (a struct of five is kept in memory, and Go reloads it
-	// at every use).
 	fold, geA, gtZ, ge2, gt7 := swarBase32.fold, swarBase32.geA, swarBase32.gtZ, swarBase32.ge2, swarBase32.gt7
 	// good ANDs the words' base32 lanes, high ORs their bytes: a word
 	// with a byte ≥ 0x80 is rejected by high, whatever good says.
 	good, high := ^uint64(0), uint64(0)
+	acc := func(x uint64) {
+		good &= base32Lanes(x, fold, geA, gtZ, ge2, gt7)
+		high |= x
+	}
 	q, m := q[:n], marks[:n]
 	i := 32
 	for ; i <= n; i += 32 {
 		w, mw := q[i-32:i], m[i-32:i]
-		x0 := binary.LittleEndian.Uint64(w[0:8]) ^ binary.LittleEndian.Uint64(mw[0:8])
-		x1 := binary.LittleEndian.Uint64(w[8:16]) ^ binary.LittleEndian.Uint64(mw[8:16])
-		x2 := binary.LittleEndian.Uint64(w[16:24]) ^ binary.LittleEndian.Uint64(mw[16:24])
-		x3 := binary.LittleEndian.Uint64(w[24:32]) ^ binary.LittleEndian.Uint64(mw[24:32])
-		l0, l1, l2, l3 := x0|fold, x1|fold, x2|fold, x3|fold
-		good &= (((l0 + geA) ^ (l0 + gtZ)) | ((x0 + ge2) ^ (x0 + gt7))) &
-			(((l1 + geA) ^ (l1 + gtZ)) | ((x1 + ge2) ^ (x1 + gt7))) &
-			(((l2 + geA) ^ (l2 + gtZ)) | ((x2 + ge2) ^ (x2 + gt7))) &
-			(((l3 + geA) ^ (l3 + gtZ)) | ((x3 + ge2) ^ (x3 + gt7)))
-		high |= x0 | x1 | x2 | x3
+		acc(binary.LittleEndian.Uint64(w[0:8]) ^ binary.LittleEndian.Uint64(mw[0:8]))
+		acc(binary.LittleEndian.Uint64(w[8:16]) ^ binary.LittleEndian.Uint64(mw[8:16]))
+		acc(binary.LittleEndian.Uint64(w[16:24]) ^ binary.LittleEndian.Uint64(mw[16:24]))
+		acc(binary.LittleEndian.Uint64(w[24:32]) ^ binary.LittleEndian.Uint64(mw[24:32]))
 	}
 	for i -= 24; i <= n; i += 8 {
-		x := binary.LittleEndian.Uint64(q[i-8:i]) ^ binary.LittleEndian.Uint64(m[i-8:i])
-		l := x | fold
-		good &= ((l + geA) ^ (l + gtZ)) | ((x + ge2) ^ (x + gt7))
-		high |= x
+		acc(binary.LittleEndian.Uint64(q[i-8:i]) ^ binary.LittleEndian.Uint64(m[i-8:i]))
 	}
 	return (^good|high)&swarHigh == 0
 }
@@ -541,9 +534,10 @@ func base32Bad(x uint64) uint64 {
 	return ((belowA|aboveZ)&(below2|above7) | x) & swarHigh
 }
 
-// swarConsts are the constants of swarConsts.good, loaded into variables
-// so that the compiler keeps them in registers across validPrefix's loop
-// instead of rematerialising a 10-byte immediate at every use.
+// swarConsts are the constants of swarConsts.good. The prefix checks
+// copy them into locals before their loops, so that the compiler keeps
+// them in registers instead of rematerialising a 10-byte immediate at
+// every use (a struct of five it keeps in memory).
 type swarConsts struct{ fold, geA, gtZ, ge2, gt7 uint64 }
 
 // swarBase32 holds good's constants; it is never written.
@@ -560,12 +554,13 @@ var swarBase32 = swarConsts{
 // (the caller checks that apart; lanes after such a byte are unspecified,
 // as in base32Bad). Only bit 7 of each lane means anything.
 //
-// It is base32Bad rewritten for fewer x86 instructions (about 37 → 30 ns
-// on the longest real query): each bound is an addition, which compiles
-// to a three-operand LEA where base32Bad's subtractions from a constant
-// needed a copy first, and "at or above the low bound but not above the
-// high one" is an XOR, because above the high bound implies at or above
-// the low one: no NOT, which GOAMD64=v1 cannot fold into an ANDN.
+// It is base32Bad rewritten for fewer x86 instructions (12 per word with
+// its load and accumulation, from about 16): each bound is an addition,
+// which compiles to a three-operand LEA where base32Bad's subtractions
+// from a constant needed a copy first, and "at or above the low bound but
+// not above the high one" is an XOR, because above the high bound implies
+// at or above the low one: no NOT, which GOAMD64=v1 cannot fold into an
+// ANDN.
 func (k *swarConsts) good(x uint64) uint64 {
 	return base32Lanes(x, k.fold, k.geA, k.gtZ, k.ge2, k.gt7)
 }
@@ -574,7 +569,7 @@ func (k *swarConsts) good(x uint64) uint64 {
 // that a loop calling it keeps them in registers: a struct of five is kept
 // in memory and reloaded at every use.
 func base32Lanes(x, fold, geA, gtZ, ge2, gt7 uint64) uint64 {
-	l := x | fold
+	l := x | fold // letters fold onto 'a'..'z'; nothing else does
 	return ((l + geA) ^ (l + gtZ)) | ((x + ge2) ^ (x + gt7))
 }
 
@@ -582,7 +577,7 @@ func base32Lanes(x, fold, geA, gtZ, ge2, gt7 uint64) uint64 {
 func (k *swarConsts) bad(x uint64) uint64 { return (^k.good(x) | x) & swarHigh }
 
 // base32Value maps a base32 character, either case, to its 5-bit value.
-// Bytes outside the alphabet map to 0; callers check with validPrefix first.
+// Bytes outside the alphabet map to 0; callers check the prefix first.
 var base32Value = func() (t [256]byte) {
 	for i := range byte(26) {
 		t['A'+i], t['a'+i] = i, i
