@@ -1,6 +1,12 @@
 package main
 
-import "time"
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // sessionConfig sizes a sessionTable.
 type sessionConfig struct {
@@ -10,23 +16,416 @@ type sessionConfig struct {
 	geoIDs  int           // number of geoIDs (geoResolver.maxIDs)
 }
 
-// sessionTable tracks dnstt sessions and the per-label-set dnstt counters.
-// A label set is (domain, geoID).
-type sessionTable struct {
-	cfg sessionConfig
+// Session table geometry.
+//
+// Sizes (64-bit and 32-bit alike): a sessionEntry is 32 bytes. A shard
+// grows by 3/2 once it is more than 85% full, so its load stays between
+// 0.85/1.5 ≈ 0.57 and 0.85, and the entries of -sessions.max sessions take
+// at most max × 32 / 0.57 ≈ max × 57 bytes (57 MB at the default 1,000,000),
+// plus one shard's old array while that shard grows. A sweep shrinks a
+// shard that fell below 1/8 full, so a past flood does not pin memory.
+// BenchmarkSessionMemory1M measures the heap per tracked session (47 B).
+// The per-label-set counters add 64 bytes × domains × geoIDs.
+const (
+	sessionShardBits = 8
+	sessionShards    = 1 << sessionShardBits // power of two; picked by the top hash bits
+	sessionShardMin  = 16                    // slots of a shard's first array
+	sessionLoadNum   = 85                    // grow above sessionLoadNum/sessionLoadDen full
+	sessionLoadDen   = 100
+	sessionGrowNum   = 3 // grow to sessionGrowNum/sessionGrowDen × the capacity
+	sessionGrowDen   = 2
+	sessionShrinkDiv = 8 // a sweep shrinks a shard less than 1/sessionShrinkDiv full
+)
+
+// Time units of the session table. Entries keep 32-bit times: lastSeen in
+// millisecond ticks, compared by wrapping subtraction. That is exact because
+// an entry never outlives window + sweep interval, far below the 24.8 days
+// (2^31 ms) after which a signed 32-bit difference would wrap.
+const (
+	nsPerTick       = int64(time.Millisecond)
+	nsPerSecond     = int64(time.Second)
+	maxSessionTicks = 1<<31 - 1 // longest window the 32-bit tick arithmetic allows
+)
+
+// sessionEntry is one tracked session: 32 bytes.
+type sessionEntry struct {
+	id        clientID // the session's ClientID
+	domain1   uint16   // domain index + 1; 0 marks an empty slot
+	geo       geoID    // geoID of the latest query: the session's label set is (domain, geo)
+	lastSeen  uint32   // latest query, ms ticks: uint32(now / 1e6)
+	firstSeen uint32   // when the session (last) became active, s: uint32(now / 1e9)
+	queries   uint32   // queries since it became active, saturating
+	bytesIn   uint32   // DNS message bytes of those queries, saturating
+	bytesOut  uint32   // DNS message bytes of responses to it, saturating
 }
 
-// newSessionTable returns an empty table.
+// sessionShard is one lock stripe of the table: an open-addressing,
+// linear-probing hash table with backward-shift deletion (no tombstones).
+// Its capacity is not a power of two; a hash maps onto it by fastrange.
+type sessionShard struct {
+	mu    sync.Mutex
+	slots []sessionEntry // guarded by mu; never full (load ≤ sessionLoadNum/sessionLoadDen)
+	n     int            // guarded by mu; occupied slots
+	seed  uint64         // hash seed, copied from the table; read-only
+	_     [16]byte       // pad to 64 bytes: neighbouring shards do not share a cache line
+}
+
+// labelCounters are the dnstt counters of one label set (domain, geoID).
+type labelCounters struct {
+	queries  atomic.Uint64 // dnstt queries
+	bytesIn  atomic.Uint64 // DNS message bytes of queries
+	bytesOut atomic.Uint64 // DNS message bytes of responses
+	sessions atomic.Uint64 // sessions that became active here
+	active   atomic.Int64  // sessions whose latest query came here, not yet swept
+	peak     atomic.Int64  // highest active since start
+	seen     atomic.Bool   // had a query or response
+	_        [8]byte       // pad to 64 bytes: ring readers on different label sets share no cache line
+}
+
+// sessionTable tracks dnstt sessions and the per-label-set dnstt counters.
+// A label set is (domain, geoID); its counters sit at index
+// int(geoID)*domains + domain of sets. All methods are safe for concurrent
+// use: the per-packet methods lock one shard; counters are atomics.
+type sessionTable struct {
+	// shards comes first, at most 16 bytes (Go's 8-byte malloc header)
+	// past a cache line boundary: the 48 bytes of a shard that are used
+	// then stay within one line, shared with no other shard.
+	shards    [sessionShards]sessionShard
+	cfg       sessionConfig
+	window    int32 // cfg.window in ms ticks
+	max       int64 // cfg.max
+	domains   int   // label-set stride, ≥ 1
+	geoIDs    int   // ≥ 1
+	seed      uint64
+	sets      []labelCounters // domains × geoIDs, never reallocated
+	seenSets  atomic.Uint32   // label sets whose seen flag is set; changes tell the exposition to re-sort
+	tracked   atomic.Int64    // entries in the table, ≤ max
+	untracked atomic.Uint64   // queries of sessions not tracked because of the cap
+}
+
+// newSessionTable returns an empty table. A window that is not positive or
+// longer than 24.8 days is a bug in the caller (exporter.go validates the flag).
 func newSessionTable(cfg sessionConfig) *sessionTable {
-	return &sessionTable{cfg: cfg}
+	w := cfg.window / time.Millisecond
+	if cfg.window <= 0 || w > maxSessionTicks {
+		panic("BUG: session window out of range")
+	}
+	domains, geoIDs := max(cfg.domains, 1), max(cfg.geoIDs, 1)
+	t := &sessionTable{
+		cfg:     cfg,
+		window:  int32(w),
+		max:     int64(max(cfg.max, 0)),
+		domains: domains,
+		geoIDs:  geoIDs,
+		// A random seed keeps remote senders, who choose ClientIDs, from
+		// aiming many sessions at one probe sequence.
+		seed: rand.Uint64(),
+		sets: make([]labelCounters, domains*geoIDs),
+	}
+	for i := range t.shards {
+		t.shards[i].seed = t.seed
+	}
+	return t
+}
+
+// sessionHash hashes a session key: the murmur3 64-bit finaliser over the
+// ClientID, the domain and the seed. Its top bits pick the shard, its low 32
+// bits the home slot.
+func sessionHash(seed uint64, domain1 uint16, id *clientID) uint64 {
+	x := binary.LittleEndian.Uint64(id[:]) ^ seed ^ uint64(domain1)<<48
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+// fastrange maps h uniformly onto [0, n) without a division.
+func fastrange(h uint32, n int) int {
+	return int(uint64(h) * uint64(n) >> 32)
+}
+
+// counters returns the counters of label set (domain, g). A geoID beyond
+// the configured range folds into 0 rather than panicking on the packet path.
+func (t *sessionTable) counters(domain uint16, g geoID) *labelCounters {
+	if int(g) >= t.geoIDs {
+		g = 0
+	}
+	d := int(domain)
+	if d >= t.domains {
+		d = 0
+	}
+	return &t.sets[int(g)*t.domains+d]
+}
+
+// markSeen sets c's seen flag once.
+func (t *sessionTable) markSeen(c *labelCounters) {
+	if !c.seen.Load() && c.seen.CompareAndSwap(false, true) {
+		t.seenSets.Add(1)
+	}
+}
+
+// raise counts one more active session on c and raises its peak to match
+// (SPEC section 4: at the moment the session becomes active).
+func raise(c *labelCounters) {
+	a := c.active.Add(1)
+	for {
+		p := c.peak.Load()
+		if a <= p || c.peak.CompareAndSwap(p, a) {
+			return
+		}
+	}
+}
+
+// reserve takes one place under the -sessions.max cap.
+func (t *sessionTable) reserve() bool {
+	for {
+		n := t.tracked.Load()
+		if n >= t.max {
+			return false
+		}
+		if t.tracked.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// addSat32 adds v to *p, saturating at the uint32 maximum.
+func addSat32(p *uint32, v uint64) {
+	s := uint64(*p) + v
+	if s > 1<<32-1 {
+		s = 1<<32 - 1
+	}
+	*p = uint32(s)
+}
+
+// expired reports whether a session last seen at tick last is no longer
+// active at tick now: more than one window has passed (SPEC section 4; at
+// exactly one window it still counts, which the 1 s of slack allows and
+// which, with truncation to whole ms, keeps it from ever expiring early).
+// A last time after now (clocks of neighbouring ring blocks are not
+// strictly ordered) is not expired.
+func (t *sessionTable) expired(last, now uint32) bool {
+	return int32(now-last) > t.window
 }
 
 // query records a dnstt query at now (ns on the table's clock: monotonic
 // when live, packet time in file mode) from a resolver of geoID g.
-func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {}
+func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
+	d := p.domain
+	if int(d) >= t.domains {
+		d = 0 // as counters folds it; and domain1 must not wrap to 0
+	}
+	if int(g) >= t.geoIDs {
+		g = 0 // as counters folds it, so that e.geo compares equal
+	}
+	c := t.counters(d, g)
+	n := uint64(p.dnsLen)
+	c.queries.Add(1)
+	c.bytesIn.Add(n)
+	t.markSeen(c)
 
-// response records a dnstt response at now to a resolver of geoID g.
-func (t *sessionTable) response(p *dnsttPacket, g geoID, now int64) {}
+	dom1 := d + 1
+	h := sessionHash(t.seed, dom1, &p.id)
+	s := &t.shards[h>>(64-sessionShardBits)]
+	tick := uint32(now / nsPerTick)
+	reserved := false
+	s.mu.Lock()
+	for {
+		i, found := s.find(uint32(h), dom1, &p.id)
+		if found {
+			if reserved {
+				t.tracked.Add(-1)
+			}
+			e := &s.slots[i]
+			if t.expired(e.lastSeen, tick) {
+				// Active again after more than a window: a new session,
+				// decided here whether or not the sweep has run (SPEC
+				// section 4). Not yet swept, it is still counted active.
+				c.sessions.Add(1)
+				e.firstSeen = uint32(now / nsPerSecond)
+				e.queries, e.bytesIn, e.bytesOut = 0, 0, 0
+			}
+			if e.geo != g {
+				t.counters(d, e.geo).active.Add(-1)
+				raise(c)
+				e.geo = g
+			}
+			if int32(tick-e.lastSeen) > 0 {
+				e.lastSeen = tick
+			}
+			addSat32(&e.queries, 1)
+			addSat32(&e.bytesIn, n)
+			s.mu.Unlock()
+			return
+		}
+		if !reserved {
+			if !t.reserve() {
+				s.mu.Unlock()
+				t.untracked.Add(1)
+				return
+			}
+			reserved = true
+		}
+		if i >= 0 && (s.n+1)*sessionLoadDen <= len(s.slots)*sessionLoadNum {
+			s.slots[i] = sessionEntry{
+				id:        p.id,
+				domain1:   dom1,
+				geo:       g,
+				lastSeen:  tick,
+				firstSeen: uint32(now / nsPerSecond),
+				queries:   1,
+				bytesIn:   uint32(min(n, 1<<32-1)),
+			}
+			s.n++
+			c.sessions.Add(1)
+			raise(c)
+			s.mu.Unlock()
+			return
+		}
+		// resize unlocks while it allocates; look the key up again after.
+		s.resize(max(sessionShardMin, len(s.slots)*sessionGrowNum/sessionGrowDen))
+	}
+}
 
-// sweep expires sessions whose latest query is older than the window.
-func (t *sessionTable) sweep(now int64) {}
+// response records a dnstt response at now to a resolver of geoID g: its
+// bytes count on the response's label set, and on the session if tracked.
+func (t *sessionTable) response(p *dnsttPacket, g geoID, now int64) {
+	d := p.domain
+	if int(d) >= t.domains {
+		d = 0
+	}
+	c := t.counters(d, g)
+	n := uint64(p.dnsLen)
+	c.bytesOut.Add(n)
+	t.markSeen(c)
+
+	dom1 := d + 1
+	h := sessionHash(t.seed, dom1, &p.id)
+	s := &t.shards[h>>(64-sessionShardBits)]
+	s.mu.Lock()
+	if i, found := s.find(uint32(h), dom1, &p.id); found {
+		addSat32(&s.slots[i].bytesOut, n)
+	}
+	s.mu.Unlock()
+}
+
+// sweep expires sessions whose latest query is more than one window older
+// than now. Called every 500 ms (live), or in file mode before the record
+// whose time crosses a 500 ms step and once at the last record's time, it
+// keeps expiry within the 1 s of slack of SPEC section 4. It locks one
+// shard at a time.
+func (t *sessionTable) sweep(now int64) {
+	tick := uint32(now / nsPerTick)
+	for k := range t.shards {
+		s := &t.shards[k]
+		s.mu.Lock()
+		removed := 0
+		for i := 0; i < len(s.slots); {
+			e := &s.slots[i]
+			if e.domain1 == 0 || !t.expired(e.lastSeen, tick) {
+				i++
+				continue
+			}
+			t.counters(e.domain1-1, e.geo).active.Add(-1)
+			removed++
+			// The backward shift may move a later entry into slot i:
+			// look at slot i again. Entries it moves from the start of
+			// the array (a wrapped cluster) were already looked at.
+			s.remove(i)
+		}
+		if removed > 0 {
+			t.tracked.Add(int64(-removed))
+		}
+		if len(s.slots) > sessionShardMin && s.n*sessionShrinkDiv < len(s.slots) {
+			s.resize(max(sessionShardMin, s.n*sessionGrowNum))
+		}
+		s.mu.Unlock()
+	}
+}
+
+// find returns the slot of key (domain1, id) with hash h and true, or the
+// empty slot where it would go and false; -1 when s has no array yet.
+// Guarded by s.mu.
+func (s *sessionShard) find(h uint32, domain1 uint16, id *clientID) (int, bool) {
+	slots := s.slots
+	if len(slots) == 0 {
+		return -1, false
+	}
+	i := fastrange(h, len(slots))
+	for {
+		e := &slots[i]
+		if e.domain1 == 0 {
+			return i, false
+		}
+		if e.id == *id && e.domain1 == domain1 {
+			return i, true
+		}
+		if i++; i == len(slots) {
+			i = 0
+		}
+	}
+}
+
+// home returns the slot where e's probe sequence starts in an array of n.
+func (s *sessionShard) home(e *sessionEntry, n int) int {
+	return fastrange(uint32(sessionHash(s.seed, e.domain1, &e.id)), n)
+}
+
+// remove empties slot i and shifts the entries after it back, so that
+// every entry stays reachable from its home slot. Guarded by s.mu.
+func (s *sessionShard) remove(i int) {
+	slots := s.slots
+	n := len(slots)
+	j := i
+	for {
+		if j++; j == n {
+			j = 0
+		}
+		e := &slots[j]
+		if e.domain1 == 0 {
+			break
+		}
+		// e may fill the hole at i unless its home lies cyclically in (i, j].
+		k := s.home(e, n)
+		if i <= j {
+			if i < k && k <= j {
+				continue
+			}
+		} else if i < k || k <= j {
+			continue
+		}
+		slots[i] = *e
+		i = j
+	}
+	slots[i] = sessionEntry{}
+	s.n--
+}
+
+// resize moves the shard into a new array of size slots. It is called with
+// s.mu held and returns with it held, but releases it while it allocates, so
+// no large allocation happens under the lock; the caller must look its key
+// up again. The new array is dropped if the shard no longer fits it.
+func (s *sessionShard) resize(size int) {
+	s.mu.Unlock()
+	fresh := make([]sessionEntry, size)
+	s.mu.Lock()
+	if (s.n+1)*sessionLoadDen > size*sessionLoadNum {
+		return // grew meanwhile: fresh is too small
+	}
+	for i := range s.slots {
+		e := &s.slots[i]
+		if e.domain1 == 0 {
+			continue
+		}
+		j := s.home(e, size)
+		for fresh[j].domain1 != 0 {
+			if j++; j == size {
+				j = 0
+			}
+		}
+		fresh[j] = *e
+	}
+	s.slots = fresh
+}

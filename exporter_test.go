@@ -1,0 +1,1429 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testBinary is the dnstt_exporter binary built by TestMain, in testDir,
+// which TestMain removes at the end.
+var testBinary, testDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dnstt_exporter-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	testDir = dir
+	testBinary = filepath.Join(dir, programName)
+	cmd := exec.Command("go", "build", "-o", testBinary, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runResult is the outcome of one run of the binary.
+type runResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runBinary runs the binary with args and stdin (may be nil), bounded in time.
+func runBinary(t *testing.T, stdin io.Reader, args ...string) runResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testBinary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return runResult{out.String(), errb.String(), code}
+}
+
+// scrapeValues is a parsed text exposition: series ("name{labels}") → value.
+type scrapeValues map[string]float64
+
+// parseExposition parses text format 0.0.4, failing t on a malformed line.
+func parseExposition(t *testing.T, text string) scrapeValues {
+	t.Helper()
+	e := scrapeValues{}
+	for line := range strings.SplitSeq(text, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			t.Fatalf("exposition line %q: no value", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("exposition line %q: %v", line, err)
+		}
+		e[line[:i]] = v
+	}
+	return e
+}
+
+// sum adds the values of the series of metric name whose labels contain
+// every label (name="value") given.
+func (e scrapeValues) sum(name string, labels ...string) float64 {
+	var s float64
+	for k, v := range e {
+		n, l, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		ok := true
+		for _, want := range labels {
+			if !strings.Contains(l, want) {
+				ok = false
+			}
+		}
+		if ok {
+			s += v
+		}
+	}
+	return s
+}
+
+// has reports whether metric name has any series.
+func (e scrapeValues) has(name string) bool {
+	for k := range e {
+		if n, _, _ := strings.Cut(k, "{"); n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// writeTempFile writes b to a file in t's temp dir.
+func writeTempFile(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFileModeVisibleSmall(t *testing.T) {
+	const pcap = "testdata/pcap/visible-small.pcap"
+	res := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", pcap)
+	if res.code != 0 {
+		t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+	}
+	e := parseExposition(t, res.stdout)
+	d := `domain="t.example.com"`
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"dnstt_queries_total", 414},
+		{"dnstt_bytes_in_total", 34052},
+		{"dnstt_bytes_out_total", 257466},
+		{"dnstt_sessions_total", 2},
+		{"dnstt_active_clients", 2},
+		{"dnstt_peak_clients", 2},
+		{"dnstt_exporter_packets_received_total", 964},
+		{"dnstt_exporter_packets_duplicate_total", 0},
+	} {
+		var labels []string
+		if strings.HasPrefix(c.name, "dnstt_") && !strings.HasPrefix(c.name, "dnstt_exporter_") {
+			labels = []string{d}
+		}
+		if got := e.sum(c.name, labels...); got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got := e.sum("dnstt_exporter_packets_ignored_total"); got != 136 {
+		t.Errorf("ignored = %v, want 136", got)
+	}
+	for _, n := range []string{"dnstt_exporter_build_info", "process_cpu_seconds_total", "go_goroutines"} {
+		if e.has(n) {
+			t.Errorf("file mode prints %s; SPEC section 5 leaves it out", n)
+		}
+	}
+
+	orig, err := os.ReadFile(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("stdin", func(t *testing.T) {
+		r := runBinary(t, bytes.NewReader(orig), "-dnstt.domain", "T.Example.COM.", "-capture.file", "-")
+		if r.code != 0 || r.stdout != res.stdout {
+			t.Errorf("exit %d, stderr %q; output differs from the file's:\n%s", r.code, r.stderr, r.stdout)
+		}
+	})
+	t.Run("converted to pcapng", func(t *testing.T) {
+		p := writeTempFile(t, "visible-small.pcapng", genPcapngFromPcap(t, orig))
+		r := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", p)
+		if r.code != 0 || r.stdout != res.stdout {
+			t.Errorf("exit %d, stderr %q; output differs from the pcap's:\n%s", r.code, r.stderr, r.stdout)
+		}
+	})
+	t.Run("editcap", func(t *testing.T) {
+		editcap, err := exec.LookPath("editcap")
+		if err != nil {
+			skipUnlessCI(t, "editcap not installed (apt-get install tshark)")
+		}
+		p := filepath.Join(t.TempDir(), "editcap.pcapng")
+		if out, err := exec.Command(editcap, "-F", "pcapng", pcap, p).CombinedOutput(); err != nil {
+			t.Fatalf("editcap: %v\n%s", err, out)
+		}
+		r := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", p)
+		if r.code != 0 || r.stdout != res.stdout {
+			t.Errorf("exit %d, stderr %q; output differs from the pcap's:\n%s", r.code, r.stderr, r.stdout)
+		}
+	})
+}
+
+// Synthetic captures.
+
+// synthDatagram is one UDP datagram of the synthetic scenario as IP
+// packets (several when fragmented), with what it should count as.
+type synthDatagram struct {
+	ts     int64
+	ip     [][]byte
+	domain string // "" = not a dnstt packet
+	query  bool
+	id     clientID
+	dnsLen int
+	vlans  []uint16
+}
+
+// synthExpect is what the scenario should count, per domain.
+type synthExpect struct {
+	queries, bytesIn, bytesOut, sessions, active, peak map[string]float64
+	counted                                            int // dnstt datagrams
+	laterFragments                                     int // IP packets after a first fragment
+	packets                                            int // IP packets
+}
+
+// synthDomains are the scenario's tunnel domains.
+var synthDomains = []string{"t.example.com", "tunnel.example.net"}
+
+// synthScenario builds the datagrams of three sessions (one re-activated
+// after a gap longer than the window, one over IPv6, one under a second
+// domain), a fragmented large response, 0x20 case and noise; and the
+// expected counts, computed from the session definitions of SPEC section 4.
+func synthScenario() ([]synthDatagram, synthExpect) {
+	const base = int64(1795600000) * 1e9
+	const sec = int64(1e9)
+	server4, server6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	type session struct {
+		domain   string
+		id       clientID
+		resolver netip.Addr
+		port     uint16
+		times    []int64 // query times, s
+		vlans    []uint16
+	}
+	sessions := []session{
+		{domain: "t.example.com", id: clientID{0xa1, 2, 3, 4, 5, 6, 7, 8}, resolver: netip.MustParseAddr("198.51.100.10"), port: 40001, vlans: []uint16{10}},
+		{domain: "t.example.com", id: clientID{0xb2, 2, 3, 4, 5, 6, 7, 8}, resolver: netip.MustParseAddr("2001:db8:1::10"), port: 40002, vlans: []uint16{100, 20}},
+		{domain: "tunnel.example.net", id: clientID{0xc3, 9, 9, 9, 9, 9, 9, 9}, resolver: netip.MustParseAddr("203.0.113.10"), port: 40003},
+	}
+	for s := int64(0); s <= 10; s++ {
+		sessions[0].times = append(sessions[0].times, s)
+	}
+	for s := int64(5); s <= 20; s++ {
+		sessions[1].times = append(sessions[1].times, s)
+	}
+	sessions[1].times = append(sessions[1].times, 60, 61) // 40 s gap: a new session
+	sessions[2].times = []int64{58, 59, 62}
+
+	ex := synthExpect{
+		queries: map[string]float64{}, bytesIn: map[string]float64{}, bytesOut: map[string]float64{},
+		sessions: map[string]float64{}, active: map[string]float64{}, peak: map[string]float64{},
+	}
+	var dgs []synthDatagram
+	ipID := uint16(1)
+	send := func(ts int64, src, dst netip.Addr, sport, dport uint16, msg []byte, mtu int) [][]byte {
+		ipID++
+		if src.Is4() {
+			return genIPv4(src, dst, sport, dport, msg, ipID, mtu)
+		}
+		return [][]byte{genIPv6(src, dst, sport, dport, msg)}
+	}
+	for si, s := range sessions {
+		server := server4
+		if s.resolver.Is6() {
+			server = server6
+		}
+		for qi, q := range s.times {
+			ts := base + q*sec + int64(si)*1e6
+			payload := make([]byte, 8+qi%5*20)
+			name := genQName(s.id, payload, s.domain, qi%2 == 1) // every other query in 0x20 case
+			dnsID := uint16(si<<12 | qi)
+			qm := genDNS(dnsID, name, 16, false, 0)
+			dgs = append(dgs, synthDatagram{ts: ts, ip: send(ts, s.resolver, server, s.port, 53, qm, 0), domain: s.domain, query: true, id: s.id, dnsLen: len(qm), vlans: s.vlans})
+			txt := 400
+			if si == 0 && q == 5 {
+				txt = 3000 // fragmented at the IP layer
+			}
+			rm := genDNS(dnsID, name, 16, true, txt)
+			dgs = append(dgs, synthDatagram{ts: ts + 10e6, ip: send(ts, server, s.resolver, 53, s.port, rm, 1500), domain: s.domain, dnsLen: len(rm), vlans: s.vlans})
+		}
+	}
+	noise := []struct {
+		at    int64
+		name  string
+		qtype uint16
+		dport uint16
+	}{
+		{3, "example.org", 1, 53},
+		{4, genQName(clientID{1}, nil, "t.example.com", false), 16, 5353},
+		{6, "abc.t.example.com", 16, 53},
+		{7, genQName(clientID{2}, nil, "t.example.com", false), 1, 53},
+	}
+	for i, n := range noise {
+		m := genDNS(uint16(900+i), n.name, n.qtype, false, 0)
+		r := netip.MustParseAddr("203.0.113.200")
+		dgs = append(dgs, synthDatagram{ts: base + n.at*sec + 5e5, ip: send(0, r, server4, 33333, n.dport, m, 0)})
+	}
+	// The last record: noise at 62.5 s. Active sessions are judged there.
+	dgs = append(dgs, synthDatagram{ts: base + 62*sec + 5e8, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, genDNS(999, "example.org", 1, false, 0), 0)})
+	slicesSortStable(dgs)
+	// A record from the future in the middle of the file (a clock step on
+	// the capturing host): the clock jumps to 41 s and stays there until the
+	// packets catch up (SPEC section 4: it never goes backwards). Session B's
+	// queries at 16..20 s then count at 41 s, so its query at 60 s continues
+	// that session instead of starting a new one.
+	jump := synthDatagram{ts: base + 41*sec, ip: send(0, netip.MustParseAddr("203.0.113.200"), server4, 33333, 53, genDNS(998, "example.org", 1, false, 0), 0)}
+	for i, d := range dgs {
+		if d.ts > base+15*sec+2e6+10e6 {
+			dgs = append(dgs[:i], append([]synthDatagram{jump}, dgs[i:]...)...)
+			break
+		}
+	}
+
+	// Expected values, on the clock of SPEC section 4.
+	window := 30 * sec
+	clock := int64(0)
+	type key struct {
+		domain string
+		id     clientID
+	}
+	lastQuery := map[key]int64{}
+	for _, d := range dgs {
+		ex.packets += len(d.ip)
+		clock = max(clock, d.ts)
+		if d.domain == "" {
+			continue
+		}
+		ex.counted++
+		ex.laterFragments += len(d.ip) - 1
+		if !d.query {
+			ex.bytesOut[d.domain] += float64(d.dnsLen)
+			continue
+		}
+		ex.queries[d.domain]++
+		ex.bytesIn[d.domain] += float64(d.dnsLen)
+		k := key{d.domain, d.id}
+		if prev, ok := lastQuery[k]; !ok || clock-prev > window {
+			ex.sessions[d.domain]++
+		}
+		lastQuery[k] = clock
+		active := 0.0
+		for k2, t2 := range lastQuery {
+			if k2.domain == d.domain && clock-t2 < window {
+				active++
+			}
+		}
+		ex.peak[d.domain] = max(ex.peak[d.domain], active)
+	}
+	for k, t2 := range lastQuery {
+		if clock-t2 < window {
+			ex.active[k.domain]++
+		}
+	}
+	return dgs, ex
+}
+
+// slicesSortStable orders datagrams by time, keeping the order of equal times.
+func slicesSortStable(d []synthDatagram) {
+	for i := 1; i < len(d); i++ {
+		for j := i; j > 0 && d[j].ts < d[j-1].ts; j-- {
+			d[j], d[j-1] = d[j-1], d[j]
+		}
+	}
+}
+
+// synthCapture renders the datagrams in one encoding; copies is how many
+// interfaces show each packet.
+func synthCapture(t *testing.T, enc string, dgs []synthDatagram) (file []byte, copies int) {
+	t.Helper()
+	var recs []genRecord
+	for _, d := range dgs {
+		for i, ip := range d.ip {
+			ts := d.ts + int64(i)*1000
+			switch enc {
+			case "ethernet", "ethernet-be":
+				recs = append(recs, genRecord{ts: ts, data: genEthernet(ip, d.vlans...)})
+			case "sll":
+				recs = append(recs, genRecord{ts: ts, data: genSLL(ip, d.domain != "" && !d.query)})
+			case "sll2":
+				// A bridge and its member port: two ifindexes, 100 µs apart.
+				recs = append(recs,
+					genRecord{ts: ts, data: genSLL2(ip, 2, false)},
+					genRecord{ts: ts + 100e3, data: genSLL2(ip, 5, false)})
+			case "pcapng":
+				// Interface 0 (Ethernet, µs) and interface 1 (raw IP, ns
+				// with an offset) see every packet; every third packet on
+				// interface 0 is a simple packet block, which takes the
+				// previous packet's time.
+				recs = append(recs,
+					genRecord{ts: ts, iface: 1, data: ip},
+					genRecord{ts: ts, iface: 0, data: genEthernet(ip, d.vlans...), spb: len(recs)%3 == 0})
+			default:
+				t.Fatalf("unknown encoding %q", enc)
+			}
+		}
+	}
+	switch enc {
+	case "ethernet":
+		return genPcap(nil, binary.LittleEndian, false, linkEthernet, recs), 1
+	case "ethernet-be":
+		return genPcap(nil, binary.BigEndian, true, linkEthernet, recs), 1
+	case "sll":
+		return genPcap(nil, binary.BigEndian, true, linkLinuxSLL, recs), 1
+	case "sll2":
+		return genPcap(nil, binary.LittleEndian, true, linkLinuxSLL2, recs), 2
+	}
+	// pcapng: two sections of different byte order, split mid-capture.
+	ifaces := []genInterface{{lt: linkEthernet, snaplen: 65535}, {lt: linkRaw, tsresol: 9, tsoffset: 1795600000}}
+	half := len(recs) / 2
+	half -= half % 2 // keep both copies of a packet in one section
+	return genPcapng(nil, []genSection{
+		{order: binary.LittleEndian, ifaces: ifaces, records: recs[:half], extra: true},
+		{order: binary.BigEndian, ifaces: ifaces, records: recs[half:]},
+	}), 2
+}
+
+func TestFileModeSynthetic(t *testing.T) {
+	dgs, ex := synthScenario()
+	var first string
+	for _, enc := range []string{"ethernet", "ethernet-be", "sll", "sll2", "pcapng"} {
+		t.Run(enc, func(t *testing.T) {
+			file, copies := synthCapture(t, enc, dgs)
+			p := writeTempFile(t, enc+".cap", file)
+			args := []string{"-capture.file", p}
+			for _, d := range synthDomains {
+				args = append(args, "-dnstt.domain", d)
+			}
+			res := runBinary(t, nil, args...)
+			if res.code != 0 {
+				t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+			}
+			e := parseExposition(t, res.stdout)
+			for _, d := range synthDomains {
+				l := `domain="` + d + `"`
+				for _, c := range []struct {
+					name string
+					want float64
+				}{
+					{"dnstt_queries_total", ex.queries[d]},
+					{"dnstt_bytes_in_total", ex.bytesIn[d]},
+					{"dnstt_bytes_out_total", ex.bytesOut[d]},
+					{"dnstt_sessions_total", ex.sessions[d]},
+					{"dnstt_active_clients", ex.active[d]},
+					{"dnstt_peak_clients", ex.peak[d]},
+				} {
+					if got := e.sum(c.name, l); got != c.want {
+						t.Errorf("%s{%s} = %v, want %v", c.name, l, got, c.want)
+					}
+				}
+			}
+			if got, want := e.sum("dnstt_exporter_packets_received_total"), float64(ex.packets*copies); got != want {
+				t.Errorf("received = %v, want %v", got, want)
+			}
+			if got, want := e.sum("dnstt_exporter_packets_duplicate_total"), float64(ex.counted*(copies-1)); got != want {
+				t.Errorf("duplicate = %v, want %v", got, want)
+			}
+			if got, want := e.sum("dnstt_exporter_packets_ignored_total", `reason="fragment"`), float64(ex.laterFragments*copies); got != want {
+				t.Errorf("ignored fragments = %v, want %v", got, want)
+			}
+			if copies == 1 {
+				// The same capture as pcapng prints the same.
+				ng := writeTempFile(t, enc+".pcapng", genPcapngFromPcap(t, file))
+				args[1] = ng
+				r := runBinary(t, nil, args...)
+				if r.code != 0 || r.stdout != res.stdout {
+					t.Errorf("as pcapng: exit %d, stderr %q, output differs:\n%s\nwant\n%s", r.code, r.stderr, r.stdout, res.stdout)
+				}
+				if first == "" {
+					first = res.stdout
+				} else if res.stdout != first {
+					t.Errorf("output differs from the first encoding's:\n%s\nwant\n%s", res.stdout, first)
+				}
+			}
+		})
+	}
+}
+
+func TestFileModeErrors(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile("testdata/pcap/visible-small.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badLT := bytes.Clone(good)
+	binary.LittleEndian.PutUint32(badLT[pcapLinkTypeOff:], 147)
+	corrupt := bytes.Clone(good)
+	binary.LittleEndian.PutUint32(corrupt[pcapFileHeaderLen+8:], 1<<30)
+	unreadable := write("unreadable.pcap", good)
+	if err := os.Chmod(unreadable, 0); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "missing.pcap"), "no such file or directory"},
+		{"directory", dir, "is a directory"},
+		{"not pcap", write("text.pcap", []byte("hello, world\n")), "offset 0: not a pcap or pcapng file"},
+		{"empty", write("empty.pcap", nil), "offset 0: empty file"},
+		{"truncated header", write("short.pcap", good[:20]), "offset 0: truncated file header"},
+		{"truncated record", write("trunc.pcap", good[:len(good)-7]), "truncated record"},
+		{"corrupt record", write("corrupt.pcap", corrupt), "offset 24: corrupt record"},
+		{"unknown link type", write("lt.pcap", badLT), "offset 20: unsupported link type 147"},
+	}
+	if os.Geteuid() == 0 {
+		// root reads a mode-0 file anyway
+	} else {
+		tests = append(tests, struct{ name, path, want string }{"unreadable", unreadable, "permission denied"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", tt.path)
+			if res.code != 1 {
+				t.Errorf("exit %d, want 1", res.code)
+			}
+			if res.stdout != "" {
+				t.Errorf("stdout %q, want nothing", res.stdout)
+			}
+			if strings.Count(res.stderr, "\n") != 1 || !strings.Contains(res.stderr, strconv.Quote(tt.path)) || !strings.Contains(res.stderr, tt.want) {
+				t.Errorf("stderr %q, want one line naming %q and saying %q", res.stderr, tt.path, tt.want)
+			}
+		})
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pcap := "testdata/pcap/visible-small.pcap"
+	d := []string{"-dnstt.domain", "t.example.com", "-capture.file", pcap}
+	with := func(extra ...string) []string { return append(append([]string{}, d...), extra...) }
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no domain", []string{"-capture.file", pcap}, "-dnstt.domain: missing"},
+		{"bad domain", []string{"-dnstt.domain", "t..example.com"}, `-dnstt.domain: domain "t..example.com"`},
+		{"bad domain character", []string{"-dnstt.domain", "t.exa mple.com"}, "-dnstt.domain"},
+		{"duplicate domain", []string{"-dnstt.domain", "t.example.com", "-dnstt.domain", "T.EXAMPLE.COM."}, "given twice"},
+		{"port 0", with("-dnstt.port", "0"), "-dnstt.port 0"},
+		{"port too large", with("-dnstt.port", "65536"), "-dnstt.port 65536"},
+		{"port not a number", with("-dnstt.port", "dns"), "-dnstt.port"},
+		{"window 0", with("-dnstt.window", "0s"), "-dnstt.window 0s"},
+		{"window too short", with("-dnstt.window", "500ms"), "-dnstt.window 500ms"},
+		{"window not a duration", with("-dnstt.window", "30"), "-dnstt.window"},
+		{"buffer size", with("-capture.buffer-size", "4 parsecs"), "-capture.buffer-size"},
+		{"buffer size too small", with("-capture.buffer-size", "1KiB"), "-capture.buffer-size 1KiB"},
+		{"file and interface", with("-capture.interface", "eth0"), "give one or the other"},
+		{"duplicate interface", []string{"-dnstt.domain", "t.example.com", "-capture.interface", "lo", "-capture.interface", "lo"}, "given twice"},
+		{"sessions.max 0", with("-sessions.max", "0"), "-sessions.max 0"},
+		{"max label sets", with("-geoip.max-label-sets", "70000"), "-geoip.max-label-sets 70000"},
+		{"listen address", with("-web.listen-address", "9713"), "-web.listen-address"},
+		{"telemetry path", with("-web.telemetry-path", "metrics"), "-web.telemetry-path"},
+		{"telemetry path root", with("-web.telemetry-path", "/"), "-web.telemetry-path"},
+		{"max requests", with("-web.max-requests", "0"), "-web.max-requests 0"},
+		{"log level", with("-log.level", "loud"), "-log.level"},
+		{"log format", with("-log.format", "xml"), "-log.format"},
+		{"tls cert without key", with("-web.tls-cert-file", write("c.pem", "x")), "give both or neither"},
+		{"tls bad files", with("-web.tls-cert-file", write("c2.pem", "x"), "-web.tls-key-file", write("k2.pem", "y")), "-web.tls-cert-file"},
+		{"basic auth missing file", with("-web.basic-auth-file", filepath.Join(dir, "nope")), "-web.basic-auth-file"},
+		{"basic auth bad line", with("-web.basic-auth-file", write("users", "# users\nalice\n")), "line 2: want user:password"},
+		{"basic auth empty", with("-web.basic-auth-file", write("users2", "# nobody\n\n")), "no user:password line"},
+		{"bearer empty", with("-web.bearer-token-file", write("token", "\n")), "-web.bearer-token-file"},
+		{"unknown flag", with("-dnstt.domian", "x"), "flag provided but not defined: -dnstt.domian"},
+		{"positional argument", with("extra"), `unexpected argument "extra"`},
+		{"missing country database", with("-geoip.country-database", filepath.Join(dir, "missing.mmdb")), "-geoip.country-database"},
+		{"corrupt asn database", with("-geoip.asn-database", "testdata/geo/corrupt.mmdb"), "-geoip.asn-database"},
+		{"empty country database", with("-geoip.country-database", "testdata/geo/empty.mmdb"), "-geoip.country-database"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runBinary(t, nil, tt.args...)
+			if res.code != 2 {
+				t.Errorf("exit %d, want 2 (stderr %q)", res.code, res.stderr)
+			}
+			if res.stdout != "" {
+				t.Errorf("stdout %q, want nothing", res.stdout)
+			}
+			if strings.Count(res.stderr, "\n") != 1 || !strings.HasPrefix(res.stderr, programName+": ") || !strings.Contains(res.stderr, tt.want) {
+				t.Errorf("stderr %q, want one line containing %q", res.stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestGoodFlags(t *testing.T) {
+	// Double dashes, =values, sizes with suffixes, GeoIP databases: all
+	// accepted; file mode prints the exposition.
+	res := runBinary(t, nil, "--dnstt.domain=t.example.com", "-dnstt.port=53", "--dnstt.window", "31s",
+		"-capture.buffer-size", "8MiB", "-capture.file", "testdata/pcap/visible-small.pcap", "-sessions.max", "10",
+		"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb",
+		"-log.level", "debug", "-log.format", "json")
+	if res.code != 0 {
+		t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+	}
+	e := parseExposition(t, res.stdout)
+	if got := e.sum("dnstt_queries_total"); got != 414 {
+		t.Errorf("queries = %v, want 414", got)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(res.stderr), "\n") {
+		if line != "" && !strings.HasPrefix(line, "{") {
+			t.Errorf("-log.format json: stderr line %q is not JSON", line)
+		}
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	res := runBinary(t, nil, "-version")
+	if res.code != 0 || !strings.HasPrefix(res.stdout, "dnstt_exporter version ") || !strings.Contains(res.stdout, " revision ") || !strings.Contains(res.stdout, " goversion go") {
+		t.Errorf("-version: exit %d, stdout %q", res.code, res.stdout)
+	}
+	for _, h := range []string{"-h", "--help"} {
+		res = runBinary(t, nil, h)
+		if res.code != 0 {
+			t.Errorf("%s: exit %d", h, res.code)
+		}
+		for _, f := range []string{"-dnstt.domain", "-dnstt.port", "-dnstt.window", "-capture.interface", "-capture.buffer-size",
+			"-capture.file", "-sessions.max", "-geoip.country-database", "-geoip.asn-database", "-geoip.max-label-sets",
+			"-web.listen-address", "-web.telemetry-path", "-web.tls-cert-file", "-web.tls-key-file", "-web.basic-auth-file",
+			"-web.bearer-token-file", "-web.max-requests", "-log.level", "-log.format", "-version", "127.0.0.1:9713", "(default 30s)"} {
+			if !strings.Contains(res.stdout, f) {
+				t.Errorf("%s: usage lacks %q", h, f)
+			}
+		}
+	}
+}
+
+// HTTP tests run the server in-process, so that its limits can be short.
+
+// startTestServer serves cfg (from args) on a loopback port with handler h
+// (nil: the real exposition of an empty pipeline) and returns its URL.
+func startTestServer(t *testing.T, cfg *config, h http.Handler) string {
+	t.Helper()
+	if h == nil {
+		pl := newPipeline(cfg, nil, false)
+		clock := newMonoClock()
+		h = newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, capture: pl.stats, now: clock.now})
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(cfg, h, slog.New(slog.DiscardHandler))
+	go func() {
+		if cfg.tlsCert != nil {
+			srv.ServeTLS(ln, "", "")
+		} else {
+			srv.Serve(ln)
+		}
+	}()
+	t.Cleanup(func() { srv.Close() })
+	scheme := "http"
+	if cfg.tlsCert != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + ln.Addr().String()
+}
+
+// parseTestConfig parses args after a domain flag.
+func parseTestConfig(t *testing.T, args ...string) *config {
+	t.Helper()
+	cfg, _, _, err := parseConfig(append([]string{"-dnstt.domain", "t.example.com"}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// get does a request and returns the response with its body read.
+func httpGet(t *testing.T, c *http.Client, method, url string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+func TestHTTPRoutes(t *testing.T) {
+	cfg := parseTestConfig(t)
+	url := startTestServer(t, cfg, nil)
+	c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+
+	resp, body := httpGet(t, c, "GET", url+"/metrics")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" {
+		t.Errorf("/metrics: %s, Content-Type %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	if !strings.Contains(body, "dnstt_queries_total") {
+		t.Errorf("/metrics body lacks dnstt_queries_total:\n%s", body)
+	}
+
+	resp, gz := httpGet(t, c, "GET", url+"/metrics", "Accept-Encoding", "gzip")
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("Accept-Encoding gzip: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	} else {
+		zr, err := gzip.NewReader(strings.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := io.ReadAll(zr)
+		if err != nil || !strings.Contains(string(plain), "dnstt_queries_total") {
+			t.Errorf("gunzipped body: %v\n%s", err, plain)
+		}
+	}
+
+	resp, body = httpGet(t, c, "GET", url+"/")
+	ver, _, _ := buildInfo()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(body, `href="/metrics"`) || !strings.Contains(body, ver) {
+		t.Errorf("/: %s, %q:\n%s", resp.Status, resp.Header.Get("Content-Type"), body)
+	}
+	for _, p := range []string{"/metricsx", "/favicon.ico", "/metrics/", "/debug/pprof/"} {
+		if resp, _ := httpGet(t, c, "GET", url+p); resp.StatusCode != 404 {
+			t.Errorf("%s: %s, want 404", p, resp.Status)
+		}
+	}
+	if resp, _ := httpGet(t, c, "POST", url+"/metrics"); resp.StatusCode != 405 {
+		t.Errorf("POST /metrics: %s, want 405", resp.Status)
+	}
+	if resp, _ := httpGet(t, c, "HEAD", url+"/metrics"); resp.StatusCode != 200 {
+		t.Errorf("HEAD /metrics: %s, want 200", resp.Status)
+	}
+
+	// Another telemetry path moves the metrics.
+	cfg2 := parseTestConfig(t, "-web.telemetry-path", "/dnstt/metrics")
+	url2 := startTestServer(t, cfg2, nil)
+	if resp, _ := httpGet(t, c, "GET", url2+"/dnstt/metrics"); resp.StatusCode != 200 {
+		t.Errorf("/dnstt/metrics: %s", resp.Status)
+	}
+	if resp, _ := httpGet(t, c, "GET", url2+"/metrics"); resp.StatusCode != 404 {
+		t.Errorf("/metrics with another telemetry path: %s, want 404", resp.Status)
+	}
+}
+
+// genCert writes a self-signed certificate for 127.0.0.1 and its key.
+func genCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "dnstt_exporter test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = writeTempFile(t, "cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	keyFile = writeTempFile(t, "key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestHTTPTLSAndAuth(t *testing.T) {
+	certFile, keyFile, pool := genCert(t)
+	users := writeTempFile(t, "users", []byte("# Prometheus\nprometheus:s3cret:with:colons\n\nalice:wonderland\r\n"))
+	token := writeTempFile(t, "token", []byte("tok-123456\n"))
+	cfg := parseTestConfig(t, "-web.tls-cert-file", certFile, "-web.tls-key-file", keyFile,
+		"-web.basic-auth-file", users, "-web.bearer-token-file", token)
+	url := startTestServer(t, cfg, nil)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+
+	tests := []struct {
+		name string
+		hdr  []string
+		user string
+		pass string
+		want int
+	}{
+		{name: "missing credentials", want: 401},
+		{name: "basic good", user: "prometheus", pass: "s3cret:with:colons", want: 200},
+		{name: "basic second user", user: "alice", pass: "wonderland", want: 200},
+		{name: "basic wrong password", user: "prometheus", pass: "s3cret", want: 401},
+		{name: "basic unknown user", user: "mallory", pass: "wonderland", want: 401},
+		{name: "basic empty", user: "", pass: "", want: 401},
+		{name: "bearer good", hdr: []string{"Authorization", "Bearer tok-123456"}, want: 200},
+		{name: "bearer wrong", hdr: []string{"Authorization", "Bearer tok-12345"}, want: 401},
+		{name: "bearer empty", hdr: []string{"Authorization", "Bearer "}, want: 401},
+		{name: "other scheme", hdr: []string{"Authorization", "Digest x"}, want: 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, path := range []string{"/metrics", "/", "/nothing"} {
+				req, _ := http.NewRequest("GET", url+path, nil)
+				if tt.user != "" || tt.pass != "" || tt.name == "basic empty" {
+					req.SetBasicAuth(tt.user, tt.pass)
+				}
+				for i := 0; i+1 < len(tt.hdr); i += 2 {
+					req.Header.Set(tt.hdr[i], tt.hdr[i+1])
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := tt.want
+				if want == 200 && path == "/nothing" {
+					want = 404
+				}
+				if resp.StatusCode != want {
+					t.Errorf("%s: %s, want %d", path, resp.Status, want)
+				}
+				if resp.StatusCode == 401 {
+					ch := resp.Header.Values("WWW-Authenticate")
+					if len(ch) != 2 || !strings.HasPrefix(ch[0], "Basic ") || !strings.HasPrefix(ch[1], "Bearer ") {
+						t.Errorf("%s: WWW-Authenticate %q", path, ch)
+					}
+					if strings.TrimSpace(string(body)) != "Unauthorized" {
+						t.Errorf("%s: 401 body %q, want no detail", path, body)
+					}
+				}
+			}
+		})
+	}
+	t.Run("plain HTTP to the TLS port", func(t *testing.T) {
+		resp, err := http.Get("http" + strings.TrimPrefix(url, "https") + "/metrics")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Error("plain HTTP served the metrics")
+			}
+		}
+	})
+	t.Run("untrusted client", func(t *testing.T) {
+		if _, err := http.Get(url + "/metrics"); err == nil {
+			t.Error("a client without the certificate connected")
+		}
+	})
+}
+
+func TestHTTPSlowHeaders(t *testing.T) {
+	cfg := parseTestConfig(t)
+	cfg.limits.readHeader = 300 * time.Millisecond
+	url := startTestServer(t, cfg, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// A slowloris client: one header byte every 50 ms, never done.
+		conn.Write([]byte("GET /metrics HTTP/1.1\r\nHost: x\r\n"))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := conn.Write([]byte("X")); err != nil {
+				return
+			}
+		}
+	}()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.ReadAll(conn)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the server kept a slow client for %v", time.Since(start))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cut off after %v, want about %v", d, cfg.limits.readHeader)
+	}
+}
+
+func TestHTTPConcurrency(t *testing.T) {
+	t.Run("concurrent scrapes", func(t *testing.T) {
+		cfg := parseTestConfig(t)
+		url := startTestServer(t, cfg, nil)
+		var wg sync.WaitGroup
+		var bad atomic.Int32
+		for range 20 {
+			wg.Go(func() {
+				c := &http.Client{Timeout: 10 * time.Second}
+				for range 10 {
+					resp, err := c.Get(url + "/metrics")
+					if err != nil {
+						bad.Add(1)
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						bad.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n := bad.Load(); n != 0 {
+			t.Errorf("%d of 200 concurrent scrapes failed", n)
+		}
+	})
+	t.Run("max requests", func(t *testing.T) {
+		cfg := parseTestConfig(t, "-web.max-requests", "2")
+		entered, release := make(chan struct{}, 2), make(chan struct{})
+		url := startTestServer(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			entered <- struct{}{}
+			<-release
+			io.WriteString(w, "ok\n")
+		}))
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				resp, err := http.Get(url + "/metrics")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("a held request: %s", resp.Status)
+				}
+			})
+		}
+		<-entered
+		<-entered
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 {
+			t.Errorf("third concurrent request: %s, want 503", resp.Status)
+		}
+		close(release)
+		wg.Wait()
+		resp, err = http.Get(url + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("after the others finished: %s, want 200", resp.Status)
+		}
+	})
+}
+
+func TestParseByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"4194304", 4 << 20, true},
+		{"4MiB", 4 << 20, true},
+		{"4M", 4 << 20, true},
+		{"512KiB", 512 << 10, true},
+		{"1GiB", 1 << 30, true},
+		{"100B", 100, true},
+		{" 8 MiB ", 8 << 20, true},
+		{"", 0, false},
+		{"-1", 0, false},
+		{"4MB", 0, false},
+		{"4 parsecs", 0, false},
+		{"9999999GiB", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseByteSize(tt.in)
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Errorf("parseByteSize(%q) = %d, %v; want %d, ok %v", tt.in, got, err, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+// Signals.
+
+func TestFileModeSIGTERM(t *testing.T) {
+	// A pipe that never ends: SIGTERM must stop reading, print what was
+	// read and exit 0.
+	orig, err := os.ReadFile("testdata/pcap/visible-small.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pw.Close()
+			cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.file", "-")
+			var out, errb bytes.Buffer
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = pr, &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pr.Close()
+			if _, err := pw.Write(orig); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			cmd.Process.Signal(sig)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("exit: %v, stderr %q", err, errb.String())
+				}
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("still running 10 s after the signal")
+			}
+			e := parseExposition(t, out.String())
+			if got := e.sum("dnstt_exporter_packets_received_total"); got != 964 {
+				t.Errorf("received = %v, want the 964 records written before the signal", got)
+			}
+			if got := e.sum("dnstt_queries_total"); got != 414 {
+				t.Errorf("queries = %v, want 414", got)
+			}
+		})
+	}
+}
+
+// freeLoopbackAddr returns a loopback TCP port that was free a moment ago.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestLiveSIGTERMDuringScrape(t *testing.T) {
+	addr := freeLoopbackAddr(t)
+	cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.interface", "lo", "-web.listen-address", addr)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	// Wait until it serves.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			skipUnlessCI(t, "live capture did not start (needs CAP_NET_RAW and the capture ring): %v: %s", err, errb.String())
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving after 10 s: %s", errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Scrapes in a loop while SIGTERM arrives: every scrape that got a
+	// response got a whole one, and the process exits 0.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var scrapes, broken atomic.Int32
+	for range 4 {
+		wg.Go(func() {
+			c := &http.Client{Timeout: 5 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("http://" + addr + "/metrics")
+				if err != nil {
+					continue // refused after shutdown
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				scrapes.Add(1)
+				if err != nil || resp.StatusCode != 200 || !bytes.Contains(b, []byte("dnstt_queries_total")) {
+					broken.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit: %v, stderr %q", err, errb.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("still running 15 s after SIGTERM")
+	}
+	close(stop)
+	wg.Wait()
+	if scrapes.Load() == 0 || broken.Load() != 0 {
+		t.Errorf("%d scrapes, %d broken", scrapes.Load(), broken.Load())
+	}
+	if !strings.Contains(errb.String(), "shutting down") {
+		t.Errorf("stderr lacks the shutdown line: %s", errb.String())
+	}
+}
+
+// benchPackets is the number of records in the file-mode benchmark capture.
+const benchPackets = 1000000
+
+// benchFiles caches the benchmark captures by format, in testDir.
+var benchFiles sync.Map
+
+// benchFile writes a capture of benchPackets realistic records: dnstt
+// queries and responses of 2000 sessions behind 500 IPv4 and IPv6
+// resolvers, 10% other DNS, 20 µs apart. It returns the file's path.
+func benchFile(b *testing.B, ng bool) string {
+	b.Helper()
+	if p, ok := benchFiles.Load(ng); ok {
+		return p.(string)
+	}
+	const distinct = 8192
+	frames := make([][]byte, 0, distinct)
+	server4, server6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	for i := range distinct {
+		var id clientID
+		binary.BigEndian.PutUint64(id[:], uint64(i%2000)*0x9E3779B97F4A7C15)
+		r := i % 500
+		var resolver, server netip.Addr
+		switch {
+		case r%4 == 0:
+			resolver, server = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 1, byte(r >> 8), 14: byte(r >> 8), 15: byte(r)}), server6
+		case r >= 256:
+			resolver, server = netip.AddrFrom4([4]byte{203, 0, 113, byte(r)}), server4
+		default:
+			resolver, server = netip.AddrFrom4([4]byte{198, 51, 100, byte(r)}), server4
+		}
+		var msg []byte
+		query := i%2 == 0
+		switch {
+		case i%10 == 9:
+			msg = genDNS(uint16(i), "www.example.org", 1, false, 0)
+		case query:
+			msg = genDNS(uint16(i), genQName(id, make([]byte, 8+i%3*60), "t.example.com", i%7 == 0), 16, false, 0)
+		default:
+			msg = genDNS(uint16(i), genQName(id, make([]byte, 8), "t.example.com", false), 16, true, 200+i%900)
+		}
+		src, dst, sport, dport := resolver, server, uint16(30000+r), uint16(53)
+		if !query && i%10 != 9 {
+			src, dst, sport, dport = server, resolver, 53, uint16(30000+r)
+		}
+		var ip []byte
+		if src.Is4() {
+			ip = genIPv4(src, dst, sport, dport, msg, uint16(i), 0)[0]
+		} else {
+			ip = genIPv6(src, dst, sport, dport, msg)
+		}
+		frames = append(frames, genEthernet(ip))
+	}
+	name := "bench.pcap"
+	if ng {
+		name = "bench.pcapng"
+	}
+	p := filepath.Join(testDir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	const base = int64(1795600000) * 1e9
+	var recs []genRecord
+	flush := func(first bool) {
+		var out []byte
+		if ng {
+			sec := genSection{order: binary.LittleEndian, ifaces: []genInterface{{lt: linkEthernet, tsresol: 9}}, records: recs}
+			out = genPcapng(nil, []genSection{sec})
+			if !first {
+				shb := int(binary.LittleEndian.Uint32(out[4:]))
+				idb := int(binary.LittleEndian.Uint32(out[shb+4:]))
+				out = out[shb+idb:]
+			}
+		} else {
+			out = genPcap(nil, binary.LittleEndian, true, linkEthernet, recs)
+			if !first {
+				out = out[pcapFileHeaderLen:]
+			}
+		}
+		w.Write(out)
+		recs = recs[:0]
+	}
+	for i := range benchPackets {
+		recs = append(recs, genRecord{ts: base + int64(i)*20e3, data: frames[i%distinct]})
+		if len(recs) == 65536 {
+			flush(i < 65536)
+		}
+	}
+	if len(recs) > 0 {
+		flush(false)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	benchFiles.Store(ng, p)
+	return p
+}
+
+// BenchmarkFileMode runs the whole binary on a large capture in the page
+// cache and reports packets per second of the process, start to exit.
+func BenchmarkFileMode(b *testing.B) {
+	for _, ng := range []bool{false, true} {
+		name := "pcap"
+		if ng {
+			name = "pcapng"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := benchFile(b, ng)
+			fi, _ := os.Stat(p)
+			b.SetBytes(fi.Size())
+			b.ResetTimer()
+			start := time.Now()
+			for b.Loop() {
+				out, err := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.file", p).Output()
+				if err != nil || !bytes.Contains(out, []byte("dnstt_exporter_packets_received_total")) {
+					b.Fatalf("%v: %s", err, out)
+				}
+			}
+			d := time.Since(start) / time.Duration(b.N)
+			b.ReportMetric(float64(benchPackets)/d.Seconds(), "packets/s")
+			b.ReportMetric(float64(d.Nanoseconds())/benchPackets, "ns/packet")
+		})
+	}
+}
+
+// BenchmarkReplay is file mode in-process, reader and pipeline, per record.
+func BenchmarkReplay(b *testing.B) {
+	cfg := &config{domains: []string{"t.example.com"}, port: 53, window: defaultWindow, sessionsMax: defaultSessionsMax}
+	head, body := genBenchCapture(false, 4096)
+	r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.close()
+	pl := newPipeline(cfg, nil, false)
+	var rec pcapRecord
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.next(&rec); err != nil {
+			b.Fatal(err)
+		}
+		pl.handleLink(rec.lt, rec.data, rec.iface, rec.ts)
+	}
+}
+
+func TestProgramOutputPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		skipUnlessCI(t, "promtool not installed (apt-get install prometheus)")
+	}
+	check := func(t *testing.T, text string) {
+		t.Helper()
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(text)
+		if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+			t.Errorf("promtool check metrics: %v\n%s\ninput:\n%s", err, out, text)
+		}
+	}
+	t.Run("file mode", func(t *testing.T) {
+		res := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-dnstt.domain", "x.example.net",
+			"-capture.file", "testdata/pcap/visible-small.pcap",
+			"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb")
+		if res.code != 0 {
+			t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+		}
+		check(t, res.stdout)
+	})
+	t.Run("HTTP", func(t *testing.T) {
+		url := startTestServer(t, parseTestConfig(t), nil)
+		_, body := httpGet(t, http.DefaultClient, "GET", url+"/metrics")
+		check(t, body)
+	})
+}
+
+func TestReplayParallel(t *testing.T) {
+	// Decoding on another goroutine must not change the output: the same
+	// captures through replay and replayParallel print the same bytes.
+	dgs, _ := synthScenario()
+	captures := map[string][]byte{}
+	for _, enc := range []string{"ethernet", "sll", "sll2", "pcapng"} {
+		captures[enc], _ = synthCapture(t, enc, dgs)
+	}
+	real, err := os.ReadFile("testdata/pcap/visible-small.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	captures["visible-small"] = real
+	captures["visible-small pcapng"] = genPcapngFromPcap(t, real)
+	cfg := parseTestConfig(t, "-dnstt.domain", "tunnel.example.net", "-sessions.max", "2")
+	for name, file := range captures {
+		t.Run(name, func(t *testing.T) {
+			var outs [2]string
+			for i, fn := range []func(*pcapReader, *pipeline, *atomic.Bool) (int64, uint64, error){replay, replayParallel} {
+				r, err := newPcapReader(name, bytes.NewReader(file), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pl := newPipeline(cfg, nil, r.multiInterface())
+				var stopped atomic.Bool
+				last, n, err := fn(r, pl, &stopped)
+				r.close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, capture: pl.stats, fileMode: true, now: func() int64 { return last }})
+				outs[i] = fmt.Sprintf("records %d, last %d\n%s", n, last, m.appendText(nil))
+			}
+			if outs[0] != outs[1] {
+				t.Errorf("replay:\n%s\nreplayParallel:\n%s", outs[0], outs[1])
+			}
+		})
+	}
+}
+
+func TestLiveStartErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"listen address in use", []string{"-web.listen-address", busy.Addr().String(), "-capture.interface", "lo"},
+			[]string{"-web.listen-address", "address already in use"}},
+		{"no such interface", []string{"-web.listen-address", freeLoopbackAddr(t), "-capture.interface", "nosuchif0"},
+			[]string{"nosuchif0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com"}, tt.args...)...)
+			if res.code != 1 {
+				t.Errorf("exit %d, want 1 (stderr %q)", res.code, res.stderr)
+			}
+			if res.stdout != "" || strings.Count(res.stderr, "\n") != 1 {
+				t.Errorf("stdout %q, stderr %q: want one line on stderr only", res.stdout, res.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(res.stderr, w) {
+					t.Errorf("stderr %q lacks %q", res.stderr, w)
+				}
+			}
+		})
+	}
+}
