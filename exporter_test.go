@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -1422,6 +1423,220 @@ func TestLiveStartErrors(t *testing.T) {
 			for _, w := range tt.want {
 				if !strings.Contains(res.stderr, w) {
 					t.Errorf("stderr %q lacks %q", res.stderr, w)
+				}
+			}
+		})
+	}
+}
+
+// GeoIP in file mode.
+
+// geoFamilies are the dnstt metric families that carry GeoIP labels.
+var geoFamilies = []string{"dnstt_queries_total", "dnstt_bytes_in_total", "dnstt_bytes_out_total",
+	"dnstt_sessions_total", "dnstt_active_clients", "dnstt_peak_clients"}
+
+// geoSeriesKey is the country and asn label values of a series, "-" for a
+// label the series does not carry.
+type geoSeriesKey struct {
+	country, asn string
+}
+
+// geoSeries returns the series of family name under domain by their
+// (country, asn) label values. It fails t on a series with an unexpected
+// label set: labels other than domain, country and asn, or out of order.
+func (e scrapeValues) geoSeries(t *testing.T, name, domain string) map[geoSeriesKey]float64 {
+	t.Helper()
+	out := map[geoSeriesKey]float64{}
+	for k, v := range e {
+		n, l, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		l = strings.TrimSuffix(l, "}")
+		rest, ok := strings.CutPrefix(l, `domain="`+domain+`"`)
+		if !ok {
+			continue
+		}
+		key := geoSeriesKey{"-", "-"}
+		if r, ok := strings.CutPrefix(rest, `,country="`); ok {
+			key.country, rest, _ = strings.Cut(r, `"`)
+		}
+		if r, ok := strings.CutPrefix(rest, `,asn="`); ok {
+			key.asn, rest, _ = strings.Cut(r, `"`)
+		}
+		if rest != "" {
+			t.Fatalf("series %s: unexpected labels %q", k, rest)
+		}
+		if _, dup := out[key]; dup {
+			t.Fatalf("series %s: label set %v twice", k, key)
+		}
+		out[key] = v
+	}
+	return out
+}
+
+// geoSeriesWant is the expected value of each GeoIP family by label set.
+type geoSeriesWant map[string]map[geoSeriesKey]float64
+
+// add adds v to family name of label set k.
+func (w geoSeriesWant) add(name string, k geoSeriesKey, v float64) {
+	if w[name] == nil {
+		w[name] = map[geoSeriesKey]float64{}
+	}
+	w[name][k] += v
+}
+
+// checkGeoSeries compares every GeoIP family of e with want: each label set
+// want names has its value, every other series is 0. It also checks that
+// the sum of each family equals that of plain, the run without GeoIP.
+func checkGeoSeries(t *testing.T, e, plain scrapeValues, want geoSeriesWant) {
+	t.Helper()
+	const domain = "t.example.com"
+	for _, name := range geoFamilies {
+		got := e.geoSeries(t, name, domain)
+		for k, w := range want[name] {
+			if g, ok := got[k]; !ok || g != w {
+				t.Errorf("%s{country=%q,asn=%q} = %v (present %v), want %v", name, k.country, k.asn, g, ok, w)
+			}
+		}
+		for k, g := range got {
+			if _, ok := want[name][k]; !ok && g != 0 {
+				t.Errorf("%s{country=%q,asn=%q} = %v, want no such series or 0", name, k.country, k.asn, g)
+			}
+		}
+		if s, p := e.sum(name), plain.sum(name); s != p {
+			t.Errorf("%s summed over label sets = %v, without GeoIP %v", name, s, p)
+		}
+	}
+}
+
+// runExposition runs the binary in file mode on capture with the tunnel
+// domain t.example.com and extra flags, and parses what it prints.
+func runExposition(t *testing.T, capture string, extra ...string) scrapeValues {
+	t.Helper()
+	res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", capture}, extra...)...)
+	if res.code != 0 {
+		t.Fatalf("%v: exit %d, stderr %q", extra, res.code, res.stderr)
+	}
+	return parseExposition(t, res.stdout)
+}
+
+// geoDBFlags are database combinations, as flags, with the labels they
+// give: hasCountry and hasASN.
+type geoDBFlags struct {
+	name               string
+	flags              []string
+	hasCountry, hasASN bool
+}
+
+// geoVisibleCombos are the database combinations the visible capture is
+// replayed with; every one maps its two resolvers the same way.
+var geoVisibleCombos = []geoDBFlags{
+	{"country and asn", []string{"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb"}, true, true},
+	{"ipinfo lite for both", []string{"-geoip.country-database", "testdata/geo/ipinfo-lite.mmdb", "-geoip.asn-database", "testdata/geo/ipinfo-lite.mmdb"}, true, true},
+	{"dbip country only", []string{"-geoip.country-database", "testdata/geo/dbip-country-lite.mmdb"}, true, false},
+	{"city and dbip asn", []string{"-geoip.country-database", "testdata/geo/city.mmdb", "-geoip.asn-database", "testdata/geo/dbip-asn-lite.mmdb"}, true, true},
+	{"asn only", []string{"-geoip.asn-database", "testdata/geo/asn.mmdb"}, false, true},
+}
+
+// key returns the label set of a resolver with country and asn under the
+// labels c exports.
+func (c geoDBFlags) key(country, asn string) geoSeriesKey {
+	k := geoSeriesKey{"-", "-"}
+	if c.hasCountry {
+		k.country = country
+	}
+	if c.hasASN {
+		k.asn = asn
+	}
+	return k
+}
+
+// visibleTruth is the part of testdata/pcap/visible-small.truth.json the
+// GeoIP test uses.
+type visibleTruth struct {
+	Domain  string  `json:"domain"`
+	WindowS float64 `json:"window_s"`
+	Packets struct {
+		LastTS float64 `json:"last_ts"`
+	} `json:"packets"`
+	Clients map[string]struct {
+		FirstTS     float64  `json:"first_ts"`
+		LastTS      float64  `json:"last_ts"`
+		Resolvers   []string `json:"resolvers"`
+		MaxQueryGap float64  `json:"max_query_gap_s"`
+	} `json:"clients"`
+	Resolvers map[string]struct {
+		Queries  float64 `json:"queries"`
+		BytesIn  float64 `json:"bytes_in"`
+		BytesOut float64 `json:"bytes_out"`
+	} `json:"resolvers"`
+}
+
+func TestFileModeGeoIPVisible(t *testing.T) {
+	const pcap = "testdata/pcap/visible-small.pcap"
+	b, err := os.ReadFile("testdata/pcap/visible-small.truth.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var truth visibleTruth
+	if err := json.Unmarshal(b, &truth); err != nil {
+		t.Fatal(err)
+	}
+	if truth.Domain != "t.example.com" || len(truth.Resolvers) != 2 || len(truth.Clients) != 2 {
+		t.Fatalf("truth file: domain %q, %d resolvers, %d clients; want t.example.com, 2, 2", truth.Domain, len(truth.Resolvers), len(truth.Clients))
+	}
+	// The fixture tables of testdata/geo/README.md for the two resolvers.
+	fixture := map[string][2]string{
+		"198.51.100.10":  {"DE", "64500"},
+		"2001:db8:1::10": {"NL", "64502"},
+	}
+	plain := runExposition(t, pcap)
+	for _, c := range geoVisibleCombos {
+		t.Run(c.name, func(t *testing.T) {
+			want := geoSeriesWant{}
+			label := func(r string) geoSeriesKey {
+				f, ok := fixture[r]
+				if !ok {
+					t.Fatalf("resolver %s of the truth file is not in the fixture table", r)
+				}
+				return c.key(f[0], f[1])
+			}
+			for r, v := range truth.Resolvers {
+				k := label(r)
+				want.add("dnstt_queries_total", k, v.Queries)
+				want.add("dnstt_bytes_in_total", k, v.BytesIn)
+				want.add("dnstt_bytes_out_total", k, v.BytesOut)
+			}
+			// Sessions: a client whose queries are never more than the
+			// window apart is one session, active from its first query
+			// until a window after its last. Peak is the most clients of
+			// one label set active at once, judged at query times.
+			for id, cl := range truth.Clients {
+				if len(cl.Resolvers) != 1 || cl.MaxQueryGap >= truth.WindowS {
+					t.Fatalf("client %s: resolvers %v, longest gap %v s: not one session behind one resolver", id, cl.Resolvers, cl.MaxQueryGap)
+				}
+				k := label(cl.Resolvers[0])
+				want.add("dnstt_sessions_total", k, 1)
+				active := 0.0
+				if truth.Packets.LastTS-cl.LastTS < truth.WindowS {
+					active = 1
+				}
+				want.add("dnstt_active_clients", k, active)
+				peak := 0.0
+				want.add("dnstt_peak_clients", k, 0)
+				for _, other := range truth.Clients {
+					if label(other.Resolvers[0]) == k && other.FirstTS <= cl.FirstTS && cl.FirstTS-other.LastTS < truth.WindowS {
+						peak++
+					}
+				}
+				want["dnstt_peak_clients"][k] = max(want["dnstt_peak_clients"][k], peak)
+			}
+			e := runExposition(t, pcap, c.flags...)
+			checkGeoSeries(t, e, plain, want)
+			for _, db := range []string{"country", "asn"} {
+				if got := e.sum("dnstt_exporter_geoip_errors_total", `database="`+db+`"`); got != 0 {
+					t.Errorf("geoip errors of %s = %v, want 0", db, got)
 				}
 			}
 		})
