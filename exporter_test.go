@@ -1529,9 +1529,9 @@ type geoDBFlags struct {
 	hasCountry, hasASN bool
 }
 
-// geoVisibleCombos are the database combinations the visible capture is
-// replayed with; every one maps its two resolvers the same way.
-var geoVisibleCombos = []geoDBFlags{
+// geoFixtureCombos are the database combinations the captures are
+// replayed with; every one maps each fixture range the same way.
+var geoFixtureCombos = []geoDBFlags{
 	{"country and asn", []string{"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb"}, true, true},
 	{"ipinfo lite for both", []string{"-geoip.country-database", "testdata/geo/ipinfo-lite.mmdb", "-geoip.asn-database", "testdata/geo/ipinfo-lite.mmdb"}, true, true},
 	{"dbip country only", []string{"-geoip.country-database", "testdata/geo/dbip-country-lite.mmdb"}, true, false},
@@ -1592,7 +1592,7 @@ func TestFileModeGeoIPVisible(t *testing.T) {
 		"2001:db8:1::10": {"NL", "64502"},
 	}
 	plain := runExposition(t, pcap)
-	for _, c := range geoVisibleCombos {
+	for _, c := range geoFixtureCombos {
 		t.Run(c.name, func(t *testing.T) {
 			want := geoSeriesWant{}
 			label := func(r string) geoSeriesKey {
@@ -1641,4 +1641,161 @@ func TestFileModeGeoIPVisible(t *testing.T) {
 			}
 		})
 	}
+}
+
+// geoClient is one dnstt client of a synthetic GeoIP capture: its queries
+// all go through resolver.
+type geoClient struct {
+	resolver netip.Addr
+	queries  int
+}
+
+// geoPacket is one dnstt datagram of a synthetic GeoIP capture.
+type geoPacket struct {
+	client int // index into the clients
+	query  bool
+	dnsLen int
+}
+
+// geoCapture writes a pcap file (Ethernet) in which every client sends its
+// queries through its resolver to the server (192.0.2.1, or 2001:db8::1
+// for an IPv6 resolver, also an IPv4-mapped one) and gets an answer to
+// each, all within 20 s, so every session is still active at the end. It
+// returns the file's path and the datagrams in capture order.
+func geoCapture(t *testing.T, clients []geoClient) (string, []geoPacket) {
+	t.Helper()
+	const base = int64(1795600000) * 1e9
+	server4, server6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	var recs []genRecord
+	var pkts []geoPacket
+	ts := base
+	for q := 0; ; q++ {
+		sent := false
+		for ci, c := range clients {
+			if q >= c.queries {
+				continue
+			}
+			sent = true
+			var id clientID
+			binary.BigEndian.PutUint32(id[:], uint32(ci))
+			id[7] = 0xd5
+			dnsID := uint16(ci*16 + q)
+			name := genQName(id, make([]byte, 8+(ci+q)%4*16), "t.example.com", q%2 == 1)
+			qm, rm := genDNS(dnsID, name, 16, false, 0), genDNS(dnsID, name, 16, true, 100+ci%5*60)
+			port := uint16(20000 + ci)
+			var qip, rip []byte
+			if c.resolver.Is4() {
+				qip = genIPv4(c.resolver, server4, port, 53, qm, dnsID, 0)[0]
+				rip = genIPv4(server4, c.resolver, 53, port, rm, dnsID, 0)[0]
+			} else {
+				qip = genIPv6(c.resolver, server6, port, 53, qm)
+				rip = genIPv6(server6, c.resolver, 53, port, rm)
+			}
+			recs = append(recs, genRecord{ts: ts, data: genEthernet(qip)}, genRecord{ts: ts + 1e6, data: genEthernet(rip)})
+			pkts = append(pkts, geoPacket{ci, true, len(qm)}, geoPacket{ci, false, len(rm)})
+			ts += 2e6
+		}
+		if !sent {
+			break
+		}
+	}
+	if ts-base > 20e9 {
+		t.Fatalf("synthetic capture spans %v, more than 20 s", time.Duration(ts-base))
+	}
+	return writeTempFile(t, "geo.pcap", genPcap(nil, binary.LittleEndian, true, linkEthernet, recs)), pkts
+}
+
+// geoExpect computes the GeoIP families a replay of pkts must print, when
+// client i's series is label(i): every client is one session, active at
+// the end, and all overlap, so peak is the number of clients per label set.
+func geoExpect(clients []geoClient, pkts []geoPacket, label func(i int) geoSeriesKey) geoSeriesWant {
+	want := geoSeriesWant{}
+	for i := range clients {
+		k := label(i)
+		want.add("dnstt_sessions_total", k, 1)
+		want.add("dnstt_active_clients", k, 1)
+		want.add("dnstt_peak_clients", k, 1)
+	}
+	for _, p := range pkts {
+		k := label(p.client)
+		if p.query {
+			want.add("dnstt_queries_total", k, 1)
+			want.add("dnstt_bytes_in_total", k, float64(p.dnsLen))
+		} else {
+			want.add("dnstt_bytes_out_total", k, float64(p.dnsLen))
+		}
+	}
+	return want
+}
+
+func TestFileModeGeoIPSynthetic(t *testing.T) {
+	// One resolver in every range of testdata/geo/README.md, with what
+	// every fixture set answers for it, and whether it is in a range of
+	// damaged.mmdb (198.51.100.0/24, 2001:db8:1::/48, with IPv4 aliasing).
+	resolvers := []struct {
+		addr         string
+		country, asn string
+		damaged      bool
+	}{
+		{"198.51.100.10", "DE", "64500", true},
+		{"198.51.100.200", "BR", "64500", true},
+		{"203.0.113.10", "JP", "64501", false},
+		{"203.0.113.200", "JP", "0", false}, // a country without ASN
+		{"2001:db8:1::10", "NL", "64502", true},
+		{"127.0.1.5", "FR", "64510", false},
+		{"127.0.2.5", "IR", "64511", false},
+		{"10.99.1.2", "US", "4200000001", false}, // the 32-bit ASN
+		{"127.0.3.5", "ZZ", "0", false},          // registered_country GB only
+		{"192.0.2.77", "ZZ", "0", false},
+		{"2001:db8::77", "ZZ", "0", false},
+		{"2001:db8:2::77", "ZZ", "0", false},
+		{"127.0.0.9", "ZZ", "0", false},
+		{"::ffff:198.51.100.20", "DE", "64500", true}, // IPv4-mapped, in an IPv6 packet
+		{"::ffff:10.99.3.4", "US", "4200000001", false},
+		{"2002:c633:640a::1", "DE", "64500", true},    // 6to4 of 198.51.100.10
+		{"2001:0:cb00:7114::1", "JP", "64501", false}, // Teredo of 203.0.113.20
+	}
+	var clients []geoClient
+	for i, r := range resolvers {
+		clients = append(clients, geoClient{resolver: netip.MustParseAddr(r.addr), queries: 1 + i%3})
+	}
+	p, pkts := geoCapture(t, clients)
+	plain := runExposition(t, p)
+	if got, want := plain.sum("dnstt_queries_total"), float64(len(pkts)/2); got != want {
+		t.Fatalf("without GeoIP: %v queries, want %v (the capture is not what the test meant)", got, want)
+	}
+	for _, c := range geoFixtureCombos {
+		t.Run(c.name, func(t *testing.T) {
+			want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return c.key(resolvers[i].country, resolvers[i].asn) })
+			e := runExposition(t, p, c.flags...)
+			checkGeoSeries(t, e, plain, want)
+			for _, db := range []string{"country", "asn"} {
+				if got := e.sum("dnstt_exporter_geoip_errors_total", `database="`+db+`"`); got != 0 {
+					t.Errorf("geoip errors of %s = %v, want 0", db, got)
+				}
+			}
+		})
+	}
+	t.Run("damaged country database", func(t *testing.T) {
+		// damaged.mmdb opens and finds the records of its ranges, whose
+		// decoding fails: those resolvers fall back to ZZ (the ASN
+		// database still answers). geo.go caches no failed lookup, so
+		// every dnstt datagram of such a resolver counts one error.
+		c := geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/damaged.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb"}, hasCountry: true, hasASN: true}
+		want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return c.key("ZZ", resolvers[i].asn) })
+		errs := 0
+		for _, pk := range pkts {
+			if resolvers[pk.client].damaged {
+				errs++
+			}
+		}
+		e := runExposition(t, p, c.flags...)
+		checkGeoSeries(t, e, plain, want)
+		if got := e.sum("dnstt_exporter_geoip_errors_total", `database="country"`); got != float64(errs) {
+			t.Errorf("geoip errors of country = %v, want %d (every datagram of a resolver in a damaged range)", got, errs)
+		}
+		if got := e.sum("dnstt_exporter_geoip_errors_total", `database="asn"`); got != 0 {
+			t.Errorf("geoip errors of asn = %v, want 0", got)
+		}
+	})
 }
