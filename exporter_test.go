@@ -1799,3 +1799,88 @@ func TestFileModeGeoIPSynthetic(t *testing.T) {
 		}
 	})
 }
+
+func TestFileModeGeoIPCap(t *testing.T) {
+	// many-lite.mmdb (testdata/geo/README.md): network i is 10.H.L.0/24,
+	// H = 1 + i/256, L = i mod 256, in AS(4200000000+i), with a country
+	// cycling through manyCountries.
+	manyCountries := []string{"DE", "BR", "JP", "NL", "FR", "IR", "US", "GB"}
+	type network struct{ country, asn string }
+	var clients []geoClient
+	var nets []network
+	addClient := func(i, host int) {
+		clients = append(clients, geoClient{resolver: netip.AddrFrom4([4]byte{10, byte(1 + i/256), byte(i % 256), byte(host)}), queries: 1 + len(clients)%3})
+		nets = append(nets, network{manyCountries[i%len(manyCountries)], strconv.Itoa(4200000000 + i)})
+	}
+	for k := range 40 {
+		addClient(k*37, 5) // 40 networks in 40 ASNs, up to 10.6.x.0
+	}
+	addClient(0, 99)    // another resolver of a network with its own label set
+	addClient(5*37, 99) // and of a folded one
+	p, pkts := geoCapture(t, clients)
+	plain := runExposition(t, p)
+
+	tests := []struct {
+		name string
+		c    geoDBFlags
+		max  int
+	}{
+		{"country and asn, cap 3", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb", "-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true, hasASN: true}, 3},
+		{"country and asn, cap 10", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb", "-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true, hasASN: true}, 10},
+		{"asn only, cap 3", geoDBFlags{flags: []string{"-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasASN: true}, 3},
+		{"country and asn, cap 1", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb", "-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true, hasASN: true}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The intern table of geo.go, replayed: (ZZ, 0) is the first
+			// set; a new combination gets a set while fewer than the cap
+			// exist, else it counts under (its country, 0), and every
+			// lookup of it counts as folded.
+			type combo struct{ country, asn string }
+			sets := map[combo]bool{{"ZZ", "0"}: true}
+			labelOf := make([]geoSeriesKey, len(clients))
+			folded := 0
+			for _, pk := range pkts {
+				n := nets[pk.client]
+				k := combo{"ZZ", n.asn}
+				if tt.c.hasCountry {
+					k.country = n.country
+				}
+				if !sets[k] {
+					if len(sets) < tt.max {
+						sets[k] = true
+					} else {
+						folded++
+						k.asn = "0"
+						sets[k] = true
+					}
+				}
+				labelOf[pk.client] = tt.c.key(k.country, k.asn)
+			}
+			want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return labelOf[i] })
+			e := runExposition(t, p, append(tt.c.flags, "-geoip.max-label-sets", strconv.Itoa(tt.max))...)
+			checkGeoSeries(t, e, plain, want)
+			withASN := 0
+			for k, v := range e.geoSeries(t, "dnstt_queries_total", "t.example.com") {
+				if k.asn != "0" {
+					withASN++
+				}
+				if v == 0 && k != tt.c.key("ZZ", "0") {
+					t.Errorf("series %v printed with no query", k)
+				}
+			}
+			if withASN > tt.max {
+				t.Errorf("%d label sets with an ASN, more than -geoip.max-label-sets %d", withASN, tt.max)
+			}
+			if folded == 0 {
+				t.Fatal("the capture did not reach the cap")
+			}
+			if got := e.sum("dnstt_exporter_geoip_folded_lookups_total"); got != float64(folded) {
+				t.Errorf("folded lookups = %v, want %d", got, folded)
+			}
+			if got := e.sum("dnstt_exporter_geoip_label_sets"); got != float64(len(sets)) {
+				t.Errorf("label sets = %v, want %d", got, len(sets))
+			}
+		})
+	}
+}
