@@ -1884,3 +1884,213 @@ func TestFileModeGeoIPCap(t *testing.T) {
 		})
 	}
 }
+
+// geoSendFrom sends n dnstt queries of ClientID cid from address src to
+// the responder on 127.0.0.1:53 in namespace ns, each waiting for its
+// answer. Query ids start at firstID.
+func geoSendFrom(ns, src string, cid [8]byte, n int, firstID uint16) error {
+	return inNetns(ns, func() error {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:53"))
+		buf := make([]byte, 4096)
+		for i := range n {
+			if _, err := c.WriteToUDP(dnsttQuery(firstID+uint16(i), cid, 20+i%4*20, "t.example.com"), to); err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				return fmt.Errorf("answer to a query from %s: %w", src, err)
+			}
+		}
+		return nil
+	})
+}
+
+func TestLiveGeoIPReload(t *testing.T) {
+	requireRoot(t)
+	ns := newNetns(t, "geo")
+	startResponder(t, ns, "127.0.0.1:53")
+	db := filepath.Join(t.TempDir(), "country.mmdb")
+	// replace writes fixture over db in place, as cp does: the exporter
+	// reads a database into memory, so a rewrite under it is safe.
+	replace := func(fixture string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join("testdata/geo", fixture))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(db, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace("country.mmdb")
+	const listen = "127.0.0.1:9713"
+	// ip netns exec execs the exporter in the process it starts, so
+	// signals to that process reach the exporter.
+	cmd := exec.Command("ip", "netns", "exec", ns, testBinary, "-dnstt.domain", "t.example.com",
+		"-capture.interface", "lo", "-web.listen-address", listen, "-geoip.country-database", db)
+	stderr := &geoLogBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+
+	var s scrapeValues
+	scrapeNow := func() error {
+		body, err := httpGetInNetns(ns, listen, "/metrics")
+		if err == nil {
+			s = parseSeries(body)
+		}
+		return err
+	}
+	// waitFor scrapes until cond holds, for at most 10 s.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			select {
+			case err := <-done:
+				stopped = true
+				t.Fatalf("the exporter exited: %v; stderr: %s", err, stderr.String())
+			default:
+			}
+			if err = scrapeNow(); err == nil && cond() {
+				return
+			}
+		}
+		t.Fatalf("waiting for %s: last scrape error %v; stderr: %s", what, err, stderr.String())
+	}
+	// counts waits until the queries per country are want, then checks
+	// the GeoIP self-metrics.
+	counts := func(step string, want map[string]float64, reloadFailures float64) {
+		t.Helper()
+		waitFor(step, func() bool {
+			for country, w := range want {
+				if s.sum("dnstt_queries_total", `country="`+country+`"`) != w {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(3 * ringRetireTimeoutMs * time.Millisecond) // would a copy count twice?
+		if err := scrapeNow(); err != nil {
+			t.Fatal(err)
+		}
+		var total float64
+		for country, w := range want {
+			total += w
+			if got := s.sum("dnstt_queries_total", `country="`+country+`"`); got != w {
+				t.Errorf("%s: queries of %s = %v, want %v", step, country, got, w)
+			}
+		}
+		if got := s.sum("dnstt_queries_total"); got != total {
+			t.Errorf("%s: queries = %v, want %v", step, got, total)
+		}
+		for _, c := range []struct {
+			series string
+			want   float64
+		}{
+			{`dnstt_exporter_geoip_reload_failures_total{database="country"}`, reloadFailures},
+			{`dnstt_exporter_geoip_errors_total{database="country"}`, 0},
+			{`dnstt_exporter_geoip_build_timestamp_seconds{database="country"}`, 1735689600},
+			{`dnstt_exporter_packets_dropped_total`, 0},
+		} {
+			if got, ok := s[c.series]; !ok || got != c.want {
+				t.Errorf("%s: %s = %v (present %v), want %v", step, c.series, got, ok, c.want)
+			}
+		}
+	}
+	send := func(src string, cid byte, n int, firstID uint16) {
+		t.Helper()
+		if err := geoSendFrom(ns, src, [8]byte{cid, 0x47, 0x45, 0x4f, 1, 2, 3, 4}, n, firstID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// background sends n queries from IR (127.0.2.0/24 is IR in
+	// country.mmdb and in dbip-country-lite.mmdb) while a reload happens.
+	background := func(n int, firstID uint16) chan error {
+		errc := make(chan error, 1)
+		go func() {
+			errc <- geoSendFrom(ns, "127.0.2.5", [8]byte{0x1a, 0x47, 0x45, 0x4f}, n, firstID)
+		}()
+		return errc
+	}
+	sighup := func() {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	waitFor("the first scrape", func() bool { return true })
+	send("127.0.1.5", 0xa1, 5, 100)
+	counts("country.mmdb", map[string]float64{"FR": 5}, 0)
+
+	// A corrupt replacement: the reload fails, the old database stays and
+	// answers a resolver it has not seen yet.
+	bg := background(40, 1000)
+	replace("corrupt.mmdb")
+	sighup()
+	waitFor("the failed reload", func() bool {
+		return s[`dnstt_exporter_geoip_reload_failures_total{database="country"}`] == 1
+	})
+	send("127.0.1.6", 0xb2, 5, 200)
+	if err := <-bg; err != nil {
+		t.Fatal(err)
+	}
+	counts("corrupt.mmdb", map[string]float64{"FR": 10, "IR": 40}, 1)
+	if !strings.Contains(stderr.String(), "GeoIP reload failed") {
+		t.Errorf("stderr lacks the reload failure:\n%s", stderr.String())
+	}
+
+	// A good replacement of another product. Its build time is the same
+	// as country.mmdb's (every fixture has build_epoch 1735689600), so the
+	// log tells that it was loaded.
+	bg = background(40, 2000)
+	replace("dbip-country-lite.mmdb")
+	sighup()
+	waitFor("the reload of dbip-country-lite.mmdb", func() bool {
+		return strings.Contains(stderr.String(), "DBIP-Country-Lite")
+	})
+	send("127.0.1.7", 0xc3, 4, 300)
+	send("127.0.1.5", 0xa1, 2, 400)
+	send("127.0.3.5", 0xd4, 2, 500)
+	if err := <-bg; err != nil {
+		t.Fatal(err)
+	}
+	counts("dbip-country-lite.mmdb", map[string]float64{"FR": 16, "IR": 80, "ZZ": 2}, 1)
+
+	// A replacement that maps none of these addresses: a resolver cached
+	// before the reload is looked up again in the new database.
+	replace("many-lite.mmdb")
+	sighup()
+	waitFor("the reload of many-lite.mmdb", func() bool {
+		return strings.Count(stderr.String(), "GeoIP database reloaded") == 2
+	})
+	send("127.0.1.5", 0xa1, 3, 600)
+	counts("many-lite.mmdb", map[string]float64{"FR": 16, "IR": 80, "ZZ": 5}, 1)
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		stopped = true
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("no exit within 10 s of SIGTERM")
+	}
+}
