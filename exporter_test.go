@@ -1829,40 +1829,55 @@ func TestFileModeGeoIPCap(t *testing.T) {
 		{"country and asn, cap 10", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb", "-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true, hasASN: true}, 10},
 		{"asn only, cap 3", geoDBFlags{flags: []string{"-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasASN: true}, 3},
 		{"country and asn, cap 1", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb", "-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true, hasASN: true}, 1},
+		// Without an ASN database nothing folds: the countries bound the
+		// label sets (geo.go maxIDs), past the cap too.
+		{"country only, cap 3", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// The intern table of geo.go, replayed: (ZZ, 0) is the first
 			// set; a new combination gets a set while fewer than the cap
-			// exist, else it counts under (its country, 0), and every
-			// lookup of it counts as folded.
+			// exist, else, when it has an ASN, it counts under (its
+			// country, 0), and every lookup of it counts as folded; a
+			// (country, 0) set is always created.
 			type combo struct{ country, asn string }
 			sets := map[combo]bool{{"ZZ", "0"}: true}
 			labelOf := make([]geoSeriesKey, len(clients))
 			folded := 0
 			for _, pk := range pkts {
 				n := nets[pk.client]
-				k := combo{"ZZ", n.asn}
+				k := combo{"ZZ", "0"}
 				if tt.c.hasCountry {
 					k.country = n.country
 				}
-				if !sets[k] {
-					if len(sets) < tt.max {
-						sets[k] = true
-					} else {
-						folded++
-						k.asn = "0"
-						sets[k] = true
-					}
+				if tt.c.hasASN {
+					k.asn = n.asn
 				}
+				if !sets[k] && len(sets) >= tt.max && k.asn != "0" {
+					folded++
+					k.asn = "0"
+				}
+				sets[k] = true
 				labelOf[pk.client] = tt.c.key(k.country, k.asn)
 			}
 			want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return labelOf[i] })
-			e := runExposition(t, p, append(tt.c.flags, "-geoip.max-label-sets", strconv.Itoa(tt.max))...)
+			res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", p,
+				"-geoip.max-label-sets", strconv.Itoa(tt.max)}, tt.c.flags...)...)
+			if res.code != 0 {
+				t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+			}
+			e := parseExposition(t, res.stdout)
 			checkGeoSeries(t, e, plain, want)
+			warnings := 0
+			if folded > 0 {
+				warnings = 1
+			}
+			if got := strings.Count(res.stderr, "reached -geoip.max-label-sets"); got != warnings {
+				t.Errorf("%d warnings that the cap was reached, want %d; stderr:\n%s", got, warnings, res.stderr)
+			}
 			withASN := 0
 			for k, v := range e.geoSeries(t, "dnstt_queries_total", "t.example.com") {
-				if k.asn != "0" {
+				if k.asn != "0" && k.asn != "-" {
 					withASN++
 				}
 				if v == 0 && k != tt.c.key("ZZ", "0") {
@@ -1872,7 +1887,7 @@ func TestFileModeGeoIPCap(t *testing.T) {
 			if withASN > tt.max {
 				t.Errorf("%d label sets with an ASN, more than -geoip.max-label-sets %d", withASN, tt.max)
 			}
-			if folded == 0 {
+			if folded == 0 && tt.c.hasASN {
 				t.Fatal("the capture did not reach the cap")
 			}
 			if got := e.sum("dnstt_exporter_geoip_folded_lookups_total"); got != float64(folded) {
