@@ -322,6 +322,7 @@ func FuzzParseMessage(f *testing.F) {
 		if r == ignoreNone {
 			checkAccepted(t, &tab, &p, msg)
 		}
+		checkAgainstRef(t, &tab, msg)
 	})
 }
 
