@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -1425,5 +1426,686 @@ func TestLiveStartErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// GeoIP in file mode.
+
+// geoFamilies are the dnstt metric families that carry GeoIP labels.
+var geoFamilies = []string{"dnstt_queries_total", "dnstt_bytes_in_total", "dnstt_bytes_out_total",
+	"dnstt_sessions_total", "dnstt_active_clients", "dnstt_peak_clients"}
+
+// geoSeriesKey is the country and asn label values of a series, "-" for a
+// label the series does not carry.
+type geoSeriesKey struct {
+	country, asn string
+}
+
+// geoSeries returns the series of family name under domain by their
+// (country, asn) label values. It fails t on a series with an unexpected
+// label set: labels other than domain, country and asn, or out of order.
+func (e scrapeValues) geoSeries(t *testing.T, name, domain string) map[geoSeriesKey]float64 {
+	t.Helper()
+	out := map[geoSeriesKey]float64{}
+	for k, v := range e {
+		n, l, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		l = strings.TrimSuffix(l, "}")
+		rest, ok := strings.CutPrefix(l, `domain="`+domain+`"`)
+		if !ok {
+			continue
+		}
+		key := geoSeriesKey{"-", "-"}
+		if r, ok := strings.CutPrefix(rest, `,country="`); ok {
+			key.country, rest, _ = strings.Cut(r, `"`)
+		}
+		if r, ok := strings.CutPrefix(rest, `,asn="`); ok {
+			key.asn, rest, _ = strings.Cut(r, `"`)
+		}
+		if rest != "" {
+			t.Fatalf("series %s: unexpected labels %q", k, rest)
+		}
+		if _, dup := out[key]; dup {
+			t.Fatalf("series %s: label set %v twice", k, key)
+		}
+		out[key] = v
+	}
+	return out
+}
+
+// geoSeriesWant is the expected value of each GeoIP family by label set.
+type geoSeriesWant map[string]map[geoSeriesKey]float64
+
+// add adds v to family name of label set k.
+func (w geoSeriesWant) add(name string, k geoSeriesKey, v float64) {
+	if w[name] == nil {
+		w[name] = map[geoSeriesKey]float64{}
+	}
+	w[name][k] += v
+}
+
+// checkGeoSeries compares every GeoIP family of e with want: each label set
+// want names has its value, every other series is 0. It also checks that
+// the sum of each family equals that of plain, the run without GeoIP.
+func checkGeoSeries(t *testing.T, e, plain scrapeValues, want geoSeriesWant) {
+	t.Helper()
+	const domain = "t.example.com"
+	for _, name := range geoFamilies {
+		got := e.geoSeries(t, name, domain)
+		for k, w := range want[name] {
+			if g, ok := got[k]; !ok || g != w {
+				t.Errorf("%s{country=%q,asn=%q} = %v (present %v), want %v", name, k.country, k.asn, g, ok, w)
+			}
+		}
+		for k, g := range got {
+			if _, ok := want[name][k]; !ok && g != 0 {
+				t.Errorf("%s{country=%q,asn=%q} = %v, want no such series or 0", name, k.country, k.asn, g)
+			}
+		}
+		if s, p := e.sum(name), plain.sum(name); s != p {
+			t.Errorf("%s summed over label sets = %v, without GeoIP %v", name, s, p)
+		}
+	}
+}
+
+// runExposition runs the binary in file mode on capture with the tunnel
+// domain t.example.com and extra flags, and parses what it prints.
+func runExposition(t *testing.T, capture string, extra ...string) scrapeValues {
+	t.Helper()
+	res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", capture}, extra...)...)
+	if res.code != 0 {
+		t.Fatalf("%v: exit %d, stderr %q", extra, res.code, res.stderr)
+	}
+	return parseExposition(t, res.stdout)
+}
+
+// geoDBFlags are database combinations, as flags, with the labels they
+// give: hasCountry and hasASN.
+type geoDBFlags struct {
+	name               string
+	flags              []string
+	hasCountry, hasASN bool
+}
+
+// geoFixtureCombos are the database combinations the captures are
+// replayed with; every one maps each fixture range the same way.
+var geoFixtureCombos = []geoDBFlags{
+	{"country and asn", []string{"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb"}, true, true},
+	{"ipinfo lite for both", []string{"-geoip.country-database", "testdata/geo/ipinfo-lite.mmdb", "-geoip.asn-database", "testdata/geo/ipinfo-lite.mmdb"}, true, true},
+	{"dbip country only", []string{"-geoip.country-database", "testdata/geo/dbip-country-lite.mmdb"}, true, false},
+	{"city and dbip asn", []string{"-geoip.country-database", "testdata/geo/city.mmdb", "-geoip.asn-database", "testdata/geo/dbip-asn-lite.mmdb"}, true, true},
+	{"asn only", []string{"-geoip.asn-database", "testdata/geo/asn.mmdb"}, false, true},
+}
+
+// key returns the label set of a resolver with country and asn under the
+// labels c exports.
+func (c geoDBFlags) key(country, asn string) geoSeriesKey {
+	k := geoSeriesKey{"-", "-"}
+	if c.hasCountry {
+		k.country = country
+	}
+	if c.hasASN {
+		k.asn = asn
+	}
+	return k
+}
+
+// visibleTruth is the part of testdata/pcap/visible-small.truth.json the
+// GeoIP test uses.
+type visibleTruth struct {
+	Domain  string  `json:"domain"`
+	WindowS float64 `json:"window_s"`
+	Packets struct {
+		LastTS float64 `json:"last_ts"`
+	} `json:"packets"`
+	Clients map[string]struct {
+		FirstTS     float64  `json:"first_ts"`
+		LastTS      float64  `json:"last_ts"`
+		Resolvers   []string `json:"resolvers"`
+		MaxQueryGap float64  `json:"max_query_gap_s"`
+	} `json:"clients"`
+	Resolvers map[string]struct {
+		Queries  float64 `json:"queries"`
+		BytesIn  float64 `json:"bytes_in"`
+		BytesOut float64 `json:"bytes_out"`
+	} `json:"resolvers"`
+}
+
+func TestFileModeGeoIPVisible(t *testing.T) {
+	const pcap = "testdata/pcap/visible-small.pcap"
+	b, err := os.ReadFile("testdata/pcap/visible-small.truth.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var truth visibleTruth
+	if err := json.Unmarshal(b, &truth); err != nil {
+		t.Fatal(err)
+	}
+	if truth.Domain != "t.example.com" || len(truth.Resolvers) != 2 || len(truth.Clients) != 2 {
+		t.Fatalf("truth file: domain %q, %d resolvers, %d clients; want t.example.com, 2, 2", truth.Domain, len(truth.Resolvers), len(truth.Clients))
+	}
+	// The fixture tables of testdata/geo/README.md for the two resolvers.
+	fixture := map[string][2]string{
+		"198.51.100.10":  {"DE", "64500"},
+		"2001:db8:1::10": {"NL", "64502"},
+	}
+	plain := runExposition(t, pcap)
+	for _, c := range geoFixtureCombos {
+		t.Run(c.name, func(t *testing.T) {
+			want := geoSeriesWant{}
+			label := func(r string) geoSeriesKey {
+				f, ok := fixture[r]
+				if !ok {
+					t.Fatalf("resolver %s of the truth file is not in the fixture table", r)
+				}
+				return c.key(f[0], f[1])
+			}
+			for r, v := range truth.Resolvers {
+				k := label(r)
+				want.add("dnstt_queries_total", k, v.Queries)
+				want.add("dnstt_bytes_in_total", k, v.BytesIn)
+				want.add("dnstt_bytes_out_total", k, v.BytesOut)
+			}
+			// Sessions: a client whose queries are never more than the
+			// window apart is one session, active from its first query
+			// until a window after its last. Peak is the most clients of
+			// one label set active at once, judged at query times.
+			for id, cl := range truth.Clients {
+				if len(cl.Resolvers) != 1 || cl.MaxQueryGap >= truth.WindowS {
+					t.Fatalf("client %s: resolvers %v, longest gap %v s: not one session behind one resolver", id, cl.Resolvers, cl.MaxQueryGap)
+				}
+				k := label(cl.Resolvers[0])
+				want.add("dnstt_sessions_total", k, 1)
+				active := 0.0
+				if truth.Packets.LastTS-cl.LastTS < truth.WindowS {
+					active = 1
+				}
+				want.add("dnstt_active_clients", k, active)
+				peak := 0.0
+				want.add("dnstt_peak_clients", k, 0)
+				for _, other := range truth.Clients {
+					if label(other.Resolvers[0]) == k && other.FirstTS <= cl.FirstTS && cl.FirstTS-other.LastTS < truth.WindowS {
+						peak++
+					}
+				}
+				want["dnstt_peak_clients"][k] = max(want["dnstt_peak_clients"][k], peak)
+			}
+			e := runExposition(t, pcap, c.flags...)
+			checkGeoSeries(t, e, plain, want)
+			for _, db := range []string{"country", "asn"} {
+				if got := e.sum("dnstt_exporter_geoip_errors_total", `database="`+db+`"`); got != 0 {
+					t.Errorf("geoip errors of %s = %v, want 0", db, got)
+				}
+			}
+		})
+	}
+}
+
+// geoClient is one dnstt client of a synthetic GeoIP capture: its queries
+// all go through resolver.
+type geoClient struct {
+	resolver netip.Addr
+	queries  int
+}
+
+// geoPacket is one dnstt datagram of a synthetic GeoIP capture.
+type geoPacket struct {
+	client int // index into the clients
+	query  bool
+	dnsLen int
+}
+
+// geoCapture writes a pcap file (Ethernet) in which every client sends its
+// queries through its resolver to the server (192.0.2.1, or 2001:db8::1
+// for an IPv6 resolver, also an IPv4-mapped one) and gets an answer to
+// each, all within 20 s, so every session is still active at the end. It
+// returns the file's path and the datagrams in capture order.
+func geoCapture(t *testing.T, clients []geoClient) (string, []geoPacket) {
+	t.Helper()
+	const base = int64(1795600000) * 1e9
+	server4, server6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	var recs []genRecord
+	var pkts []geoPacket
+	ts := base
+	for q := 0; ; q++ {
+		sent := false
+		for ci, c := range clients {
+			if q >= c.queries {
+				continue
+			}
+			sent = true
+			var id clientID
+			binary.BigEndian.PutUint32(id[:], uint32(ci))
+			id[7] = 0xd5
+			dnsID := uint16(ci*16 + q)
+			name := genQName(id, make([]byte, 8+(ci+q)%4*16), "t.example.com", q%2 == 1)
+			qm, rm := genDNS(dnsID, name, 16, false, 0), genDNS(dnsID, name, 16, true, 100+ci%5*60)
+			port := uint16(20000 + ci)
+			var qip, rip []byte
+			if c.resolver.Is4() {
+				qip = genIPv4(c.resolver, server4, port, 53, qm, dnsID, 0)[0]
+				rip = genIPv4(server4, c.resolver, 53, port, rm, dnsID, 0)[0]
+			} else {
+				qip = genIPv6(c.resolver, server6, port, 53, qm)
+				rip = genIPv6(server6, c.resolver, 53, port, rm)
+			}
+			recs = append(recs, genRecord{ts: ts, data: genEthernet(qip)}, genRecord{ts: ts + 1e6, data: genEthernet(rip)})
+			pkts = append(pkts, geoPacket{ci, true, len(qm)}, geoPacket{ci, false, len(rm)})
+			ts += 2e6
+		}
+		if !sent {
+			break
+		}
+	}
+	if ts-base > 20e9 {
+		t.Fatalf("synthetic capture spans %v, more than 20 s", time.Duration(ts-base))
+	}
+	return writeTempFile(t, "geo.pcap", genPcap(nil, binary.LittleEndian, true, linkEthernet, recs)), pkts
+}
+
+// geoExpect computes the GeoIP families a replay of pkts must print, when
+// client i's series is label(i): every client is one session, active at
+// the end, and all overlap, so peak is the number of clients per label set.
+func geoExpect(clients []geoClient, pkts []geoPacket, label func(i int) geoSeriesKey) geoSeriesWant {
+	want := geoSeriesWant{}
+	for i := range clients {
+		k := label(i)
+		want.add("dnstt_sessions_total", k, 1)
+		want.add("dnstt_active_clients", k, 1)
+		want.add("dnstt_peak_clients", k, 1)
+	}
+	for _, p := range pkts {
+		k := label(p.client)
+		if p.query {
+			want.add("dnstt_queries_total", k, 1)
+			want.add("dnstt_bytes_in_total", k, float64(p.dnsLen))
+		} else {
+			want.add("dnstt_bytes_out_total", k, float64(p.dnsLen))
+		}
+	}
+	return want
+}
+
+func TestFileModeGeoIPSynthetic(t *testing.T) {
+	// One resolver in every range of testdata/geo/README.md, with what
+	// every fixture set answers for it, and whether it is in a range of
+	// damaged.mmdb (198.51.100.0/24, 2001:db8:1::/48, with IPv4 aliasing).
+	resolvers := []struct {
+		addr         string
+		country, asn string
+		damaged      bool
+	}{
+		{"198.51.100.10", "DE", "64500", true},
+		{"198.51.100.200", "BR", "64500", true},
+		{"203.0.113.10", "JP", "64501", false},
+		{"203.0.113.200", "JP", "0", false}, // a country without ASN
+		{"2001:db8:1::10", "NL", "64502", true},
+		{"127.0.1.5", "FR", "64510", false},
+		{"127.0.2.5", "IR", "64511", false},
+		{"10.99.1.2", "US", "4200000001", false}, // the 32-bit ASN
+		{"127.0.3.5", "ZZ", "0", false},          // registered_country GB only
+		{"192.0.2.77", "ZZ", "0", false},
+		{"2001:db8::77", "ZZ", "0", false},
+		{"2001:db8:2::77", "ZZ", "0", false},
+		{"127.0.0.9", "ZZ", "0", false},
+		{"::ffff:198.51.100.20", "DE", "64500", true}, // IPv4-mapped, in an IPv6 packet
+		{"::ffff:10.99.3.4", "US", "4200000001", false},
+		{"2002:c633:640a::1", "DE", "64500", true},    // 6to4 of 198.51.100.10
+		{"2001:0:cb00:7114::1", "JP", "64501", false}, // Teredo of 203.0.113.20
+	}
+	var clients []geoClient
+	for i, r := range resolvers {
+		clients = append(clients, geoClient{resolver: netip.MustParseAddr(r.addr), queries: 1 + i%3})
+	}
+	p, pkts := geoCapture(t, clients)
+	plain := runExposition(t, p)
+	if got, want := plain.sum("dnstt_queries_total"), float64(len(pkts)/2); got != want {
+		t.Fatalf("without GeoIP: %v queries, want %v (the capture is not what the test meant)", got, want)
+	}
+	for _, c := range geoFixtureCombos {
+		t.Run(c.name, func(t *testing.T) {
+			want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return c.key(resolvers[i].country, resolvers[i].asn) })
+			e := runExposition(t, p, c.flags...)
+			checkGeoSeries(t, e, plain, want)
+			for _, db := range []string{"country", "asn"} {
+				if got := e.sum("dnstt_exporter_geoip_errors_total", `database="`+db+`"`); got != 0 {
+					t.Errorf("geoip errors of %s = %v, want 0", db, got)
+				}
+			}
+		})
+	}
+	t.Run("damaged country database", func(t *testing.T) {
+		// damaged.mmdb opens and finds the records of its ranges, whose
+		// decoding fails: those resolvers fall back to ZZ (the ASN
+		// database still answers). geo.go caches no failed lookup, so
+		// every dnstt datagram of such a resolver counts one error.
+		c := geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/damaged.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb"}, hasCountry: true, hasASN: true}
+		want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return c.key("ZZ", resolvers[i].asn) })
+		errs := 0
+		for _, pk := range pkts {
+			if resolvers[pk.client].damaged {
+				errs++
+			}
+		}
+		e := runExposition(t, p, c.flags...)
+		checkGeoSeries(t, e, plain, want)
+		if got := e.sum("dnstt_exporter_geoip_errors_total", `database="country"`); got != float64(errs) {
+			t.Errorf("geoip errors of country = %v, want %d (every datagram of a resolver in a damaged range)", got, errs)
+		}
+		if got := e.sum("dnstt_exporter_geoip_errors_total", `database="asn"`); got != 0 {
+			t.Errorf("geoip errors of asn = %v, want 0", got)
+		}
+	})
+}
+
+func TestFileModeGeoIPCap(t *testing.T) {
+	// many-lite.mmdb (testdata/geo/README.md): network i is 10.H.L.0/24,
+	// H = 1 + i/256, L = i mod 256, in AS(4200000000+i), with a country
+	// cycling through manyCountries.
+	manyCountries := []string{"DE", "BR", "JP", "NL", "FR", "IR", "US", "GB"}
+	type network struct{ country, asn string }
+	var clients []geoClient
+	var nets []network
+	addClient := func(i, host int) {
+		clients = append(clients, geoClient{resolver: netip.AddrFrom4([4]byte{10, byte(1 + i/256), byte(i % 256), byte(host)}), queries: 1 + len(clients)%3})
+		nets = append(nets, network{manyCountries[i%len(manyCountries)], strconv.Itoa(4200000000 + i)})
+	}
+	for k := range 40 {
+		addClient(k*37, 5) // 40 networks in 40 ASNs, up to 10.6.x.0
+	}
+	addClient(0, 99)    // another resolver of a network with its own label set
+	addClient(5*37, 99) // and of a folded one
+	p, pkts := geoCapture(t, clients)
+	plain := runExposition(t, p)
+
+	tests := []struct {
+		name string
+		c    geoDBFlags
+		max  int
+	}{
+		{"country and asn, cap 3", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb", "-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true, hasASN: true}, 3},
+		{"country and asn, cap 10", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb", "-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true, hasASN: true}, 10},
+		{"asn only, cap 3", geoDBFlags{flags: []string{"-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasASN: true}, 3},
+		{"country and asn, cap 1", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb", "-geoip.asn-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true, hasASN: true}, 1},
+		// Without an ASN database nothing folds: the countries bound the
+		// label sets (geo.go maxIDs), past the cap too.
+		{"country only, cap 3", geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/many-lite.mmdb"}, hasCountry: true}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The intern table of geo.go, replayed: (ZZ, 0) is the first
+			// set; a new combination gets a set while fewer than the cap
+			// exist, else, when it has an ASN, it counts under (its
+			// country, 0), and every lookup of it counts as folded; a
+			// (country, 0) set is always created.
+			type combo struct{ country, asn string }
+			sets := map[combo]bool{{"ZZ", "0"}: true}
+			labelOf := make([]geoSeriesKey, len(clients))
+			folded := 0
+			for _, pk := range pkts {
+				n := nets[pk.client]
+				k := combo{"ZZ", "0"}
+				if tt.c.hasCountry {
+					k.country = n.country
+				}
+				if tt.c.hasASN {
+					k.asn = n.asn
+				}
+				if !sets[k] && len(sets) >= tt.max && k.asn != "0" {
+					folded++
+					k.asn = "0"
+				}
+				sets[k] = true
+				labelOf[pk.client] = tt.c.key(k.country, k.asn)
+			}
+			want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return labelOf[i] })
+			res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", p,
+				"-geoip.max-label-sets", strconv.Itoa(tt.max)}, tt.c.flags...)...)
+			if res.code != 0 {
+				t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+			}
+			e := parseExposition(t, res.stdout)
+			checkGeoSeries(t, e, plain, want)
+			warnings := 0
+			if folded > 0 {
+				warnings = 1
+			}
+			if got := strings.Count(res.stderr, "reached -geoip.max-label-sets"); got != warnings {
+				t.Errorf("%d warnings that the cap was reached, want %d; stderr:\n%s", got, warnings, res.stderr)
+			}
+			withASN := 0
+			for k, v := range e.geoSeries(t, "dnstt_queries_total", "t.example.com") {
+				if k.asn != "0" && k.asn != "-" {
+					withASN++
+				}
+				if v == 0 && k != tt.c.key("ZZ", "0") {
+					t.Errorf("series %v printed with no query", k)
+				}
+			}
+			if withASN > tt.max {
+				t.Errorf("%d label sets with an ASN, more than -geoip.max-label-sets %d", withASN, tt.max)
+			}
+			if folded == 0 && tt.c.hasASN {
+				t.Fatal("the capture did not reach the cap")
+			}
+			if got := e.sum("dnstt_exporter_geoip_folded_lookups_total"); got != float64(folded) {
+				t.Errorf("folded lookups = %v, want %d", got, folded)
+			}
+			if got := e.sum("dnstt_exporter_geoip_label_sets"); got != float64(len(sets)) {
+				t.Errorf("label sets = %v, want %d", got, len(sets))
+			}
+		})
+	}
+}
+
+// geoSendFrom sends n dnstt queries of ClientID cid from address src to
+// the responder on 127.0.0.1:53 in namespace ns, each waiting for its
+// answer. Query ids start at firstID.
+func geoSendFrom(ns, src string, cid [8]byte, n int, firstID uint16) error {
+	return inNetns(ns, func() error {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:53"))
+		buf := make([]byte, 4096)
+		for i := range n {
+			if _, err := c.WriteToUDP(dnsttQuery(firstID+uint16(i), cid, 20+i%4*20, "t.example.com"), to); err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				return fmt.Errorf("answer to a query from %s: %w", src, err)
+			}
+		}
+		return nil
+	})
+}
+
+func TestLiveGeoIPReload(t *testing.T) {
+	requireRoot(t)
+	ns := newNetns(t, "geo")
+	startResponder(t, ns, "127.0.0.1:53")
+	db := filepath.Join(t.TempDir(), "country.mmdb")
+	// replace writes fixture over db in place, as cp does: the exporter
+	// reads a database into memory, so a rewrite under it is safe.
+	replace := func(fixture string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join("testdata/geo", fixture))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(db, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace("country.mmdb")
+	const listen = "127.0.0.1:9713"
+	// ip netns exec execs the exporter in the process it starts, so
+	// signals to that process reach the exporter.
+	cmd := exec.Command("ip", "netns", "exec", ns, testBinary, "-dnstt.domain", "t.example.com",
+		"-capture.interface", "lo", "-web.listen-address", listen, "-geoip.country-database", db)
+	stderr := &geoLogBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+
+	var s scrapeValues
+	scrapeNow := func() error {
+		body, err := httpGetInNetns(ns, listen, "/metrics")
+		if err == nil {
+			s = parseSeries(body)
+		}
+		return err
+	}
+	// waitFor scrapes until cond holds, for at most 10 s.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			select {
+			case err := <-done:
+				stopped = true
+				t.Fatalf("the exporter exited: %v; stderr: %s", err, stderr.String())
+			default:
+			}
+			if err = scrapeNow(); err == nil && cond() {
+				return
+			}
+		}
+		t.Fatalf("waiting for %s: last scrape error %v; stderr: %s", what, err, stderr.String())
+	}
+	// counts waits until the queries per country are want, then checks
+	// the GeoIP self-metrics.
+	counts := func(step string, want map[string]float64, reloadFailures float64) {
+		t.Helper()
+		waitFor(step, func() bool {
+			for country, w := range want {
+				if s.sum("dnstt_queries_total", `country="`+country+`"`) != w {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(3 * ringRetireTimeoutMs * time.Millisecond) // would a copy count twice?
+		if err := scrapeNow(); err != nil {
+			t.Fatal(err)
+		}
+		var total float64
+		for country, w := range want {
+			total += w
+			if got := s.sum("dnstt_queries_total", `country="`+country+`"`); got != w {
+				t.Errorf("%s: queries of %s = %v, want %v", step, country, got, w)
+			}
+		}
+		if got := s.sum("dnstt_queries_total"); got != total {
+			t.Errorf("%s: queries = %v, want %v", step, got, total)
+		}
+		for _, c := range []struct {
+			series string
+			want   float64
+		}{
+			{`dnstt_exporter_geoip_reload_failures_total{database="country"}`, reloadFailures},
+			{`dnstt_exporter_geoip_errors_total{database="country"}`, 0},
+			{`dnstt_exporter_geoip_build_timestamp_seconds{database="country"}`, 1735689600},
+			{`dnstt_exporter_packets_dropped_total`, 0},
+		} {
+			if got, ok := s[c.series]; !ok || got != c.want {
+				t.Errorf("%s: %s = %v (present %v), want %v", step, c.series, got, ok, c.want)
+			}
+		}
+	}
+	send := func(src string, cid byte, n int, firstID uint16) {
+		t.Helper()
+		if err := geoSendFrom(ns, src, [8]byte{cid, 0x47, 0x45, 0x4f, 1, 2, 3, 4}, n, firstID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// background sends n queries from IR (127.0.2.0/24 is IR in
+	// country.mmdb and in dbip-country-lite.mmdb) while a reload happens.
+	background := func(n int, firstID uint16) chan error {
+		errc := make(chan error, 1)
+		go func() {
+			errc <- geoSendFrom(ns, "127.0.2.5", [8]byte{0x1a, 0x47, 0x45, 0x4f}, n, firstID)
+		}()
+		return errc
+	}
+	sighup := func() {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	waitFor("the first scrape", func() bool { return true })
+	send("127.0.1.5", 0xa1, 5, 100)
+	counts("country.mmdb", map[string]float64{"FR": 5}, 0)
+
+	// A corrupt replacement: the reload fails, the old database stays and
+	// answers a resolver it has not seen yet.
+	bg := background(40, 1000)
+	replace("corrupt.mmdb")
+	sighup()
+	waitFor("the failed reload", func() bool {
+		return s[`dnstt_exporter_geoip_reload_failures_total{database="country"}`] == 1
+	})
+	send("127.0.1.6", 0xb2, 5, 200)
+	if err := <-bg; err != nil {
+		t.Fatal(err)
+	}
+	counts("corrupt.mmdb", map[string]float64{"FR": 10, "IR": 40}, 1)
+	if !strings.Contains(stderr.String(), "GeoIP reload failed") {
+		t.Errorf("stderr lacks the reload failure:\n%s", stderr.String())
+	}
+
+	// A good replacement of another product. Its build time is the same
+	// as country.mmdb's (every fixture has build_epoch 1735689600), so the
+	// log tells that it was loaded.
+	bg = background(40, 2000)
+	replace("dbip-country-lite.mmdb")
+	sighup()
+	waitFor("the reload of dbip-country-lite.mmdb", func() bool {
+		return strings.Contains(stderr.String(), "DBIP-Country-Lite")
+	})
+	send("127.0.1.7", 0xc3, 4, 300)
+	send("127.0.1.5", 0xa1, 2, 400)
+	send("127.0.3.5", 0xd4, 2, 500)
+	if err := <-bg; err != nil {
+		t.Fatal(err)
+	}
+	counts("dbip-country-lite.mmdb", map[string]float64{"FR": 16, "IR": 80, "ZZ": 2}, 1)
+
+	// A replacement that maps none of these addresses: a resolver cached
+	// before the reload is looked up again in the new database.
+	replace("many-lite.mmdb")
+	sighup()
+	waitFor("the reload of many-lite.mmdb", func() bool {
+		return strings.Count(stderr.String(), "GeoIP database reloaded") == 2
+	})
+	send("127.0.1.5", 0xa1, 3, 600)
+	counts("many-lite.mmdb", map[string]float64{"FR": 16, "IR": 80, "ZZ": 5}, 1)
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		stopped = true
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("no exit within 10 s of SIGTERM")
 	}
 }
