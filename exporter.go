@@ -238,7 +238,7 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs.IntVar(&v.sessionsMax, "sessions.max", defaultSessionsMax, "most sessions tracked at once; queries of further sessions still count in queries and bytes")
 	fs.StringVar(&v.countryDB, "geoip.country-database", "", "MaxMind-format country database (`path` to .mmdb): adds the country label of the resolver")
 	fs.StringVar(&v.asnDB, "geoip.asn-database", "", "MaxMind-format ASN database (`path` to .mmdb): adds the asn label of the resolver")
-	fs.IntVar(&v.maxLabelSets, "geoip.max-label-sets", defaultMaxLabelSets, "most distinct (country, asn) label combinations exported; further ones are counted under their country with asn 0")
+	fs.IntVar(&v.maxLabelSets, "geoip.max-label-sets", defaultMaxLabelSets, "most distinct (country, asn) label combinations, ZZ/0 included, with an ASN database; further ones are counted under their country with asn 0 (room for each country's asn 0 is kept apart)")
 	fs.StringVar(&v.listenAddress, "web.listen-address", defaultListenAddress, "`address` to serve metrics on; the data describe who uses a tunnel: keep it private or use TLS and authentication")
 	fs.StringVar(&v.telemetryPath, "web.telemetry-path", defaultTelemetryPath, "URL `path` of the metrics")
 	fs.StringVar(&v.tlsCertFile, "web.tls-cert-file", "", "serve HTTPS with this PEM certificate (chain) `file`; needs -web.tls-key-file")
