@@ -376,27 +376,13 @@ func (t *sessionTable) sweep(now int64) {
 // empty slot where it would go and false; -1 when s has no array yet.
 // Guarded by s.mu.
 func (s *sessionShard) find(h uint32, domain1 uint16, id *clientID) (int, bool) {
-	slots := s.slots
-	if len(slots) == 0 {
-		return -1, false
-	}
-	// The inner loop's form lets the compiler drop the bounds check.
-	for i := uint(fastrange(h, len(slots))); ; i = 0 {
-		for ; i < uint(len(slots)); i++ {
-			e := &slots[i]
-			if e.domain1 == 0 {
-				return int(i), false
-			}
-			if e.id == *id && e.domain1 == domain1 {
-				return int(i), true
-			}
-		}
-	}
+	i, e := s.lookup(h, domain1, id)
+	return i, e != nil
 }
 
-// lookup is find returning also the entry: the slot of key (domain1, id)
-// with hash h and its entry, or the empty slot where it would go and nil;
-// -1 and nil when s has no array yet. Guarded by s.mu.
+// lookup returns the slot of key (domain1, id) with hash h and its entry,
+// or the empty slot where it would go and nil; -1 and nil when s has no
+// array yet. Guarded by s.mu.
 func (s *sessionShard) lookup(h uint32, domain1 uint16, id *clientID) (int, *sessionEntry) {
 	slots := s.slots
 	if len(slots) == 0 {
