@@ -1060,24 +1060,19 @@ func TestFileModeSIGTERM(t *testing.T) {
 			cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.file", "-")
 			var out, errb bytes.Buffer
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = pr, &out, &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			done := startCommand(t, cmd)
 			pr.Close()
 			if _, err := pw.Write(orig); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(300 * time.Millisecond)
 			cmd.Process.Signal(sig)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
 			select {
 			case err := <-done:
 				if err != nil {
 					t.Fatalf("exit: %v, stderr %q", err, errb.String())
 				}
 			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
 				t.Fatal("still running 10 s after the signal")
 			}
 			e := parseExposition(t, out.String())
@@ -1107,12 +1102,7 @@ func TestLiveSIGTERMDuringScrape(t *testing.T) {
 	cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.interface", "lo", "-web.listen-address", addr)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer cmd.Process.Kill()
+	done := startCommand(t, cmd)
 	// Wait until it serves.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -1950,18 +1940,7 @@ func TestLiveGeoIPReload(t *testing.T) {
 		"-capture.interface", "lo", "-web.listen-address", listen, "-geoip.country-database", db)
 	stderr := &geoLogBuffer{}
 	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
+	done := startCommand(t, cmd)
 
 	var s scrapeValues
 	scrapeNow := func() error {
@@ -1978,7 +1957,6 @@ func TestLiveGeoIPReload(t *testing.T) {
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			select {
 			case err := <-done:
-				stopped = true
 				t.Fatalf("the exporter exited: %v; stderr: %s", err, stderr.String())
 			default:
 			}
@@ -2101,7 +2079,6 @@ func TestLiveGeoIPReload(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-done:
-		stopped = true
 		if err != nil {
 			t.Errorf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
 		}

@@ -627,17 +627,11 @@ func TestCaptureUnprivileged(t *testing.T) {
 		cmd := exec.Command("ip", append(args, exporterArgs...)...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		done := make(chan error, 1)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { done <- cmd.Wait() }()
+		done := startCommand(t, cmd)
 		var err error
 		select {
 		case err = <-done:
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
 			t.Fatalf("the exporter kept running without CAP_NET_RAW")
 		}
 		var ee *exec.ExitError
@@ -684,18 +678,7 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 	const listen = "127.0.0.1:9713"
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
+	done := startCommand(t, cmd)
 	var body []byte
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -753,7 +736,6 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 	cmd.Process.Signal(unix.SIGTERM)
 	select {
 	case err = <-done:
-		stopped = true
 		if err != nil {
 			t.Errorf("exit after SIGTERM: %v, want 0; stderr: %s", err, stderr.String())
 		}
