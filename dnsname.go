@@ -1,5 +1,9 @@
 package main
 
+// The DNS layer of the decoder, pure: the header check, the question walk,
+// the tunnel-domain suffix match and the ClientID decode. No I/O, clock,
+// locks or metrics.
+
 import (
 	"encoding/binary"
 	"errors"

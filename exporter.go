@@ -9,21 +9,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
-	"html"
 	"io"
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -69,32 +64,8 @@ const (
 	maxMaxRequests       = 10000
 )
 
-// sweepInterval is how often sessions are expired, on the sessions' clock:
-// half the 1 s of slack SPEC section 4 allows.
-const sweepInterval = 500 * time.Millisecond
-
 // shutdownTimeout bounds the graceful HTTP shutdown on SIGINT/SIGTERM.
 const shutdownTimeout = 5 * time.Second
-
-// serverLimits are the HTTP server's timeouts and header limit. They are
-// not flags; tests shorten them.
-type serverLimits struct {
-	readHeader time.Duration // slow or idle header senders are cut off after this
-	read       time.Duration // whole request
-	write      time.Duration // whole response, from the end of the request headers
-	idle       time.Duration // keep-alive connections between scrapes
-	maxHeader  int           // bytes of request headers
-}
-
-// defaultServerLimits suit Prometheus, whose scrape timeout is 10 s by
-// default and whose requests carry a few small headers.
-var defaultServerLimits = serverLimits{
-	readHeader: 10 * time.Second,
-	read:       30 * time.Second,
-	write:      30 * time.Second,
-	idle:       2 * time.Minute,
-	maxHeader:  64 << 10,
-}
 
 // config is the validated command line.
 type config struct {
@@ -420,132 +391,6 @@ func validate(v *flagValues) (*config, error) {
 	return cfg, nil
 }
 
-// checkTelemetryPath accepts an absolute URL path other than "/" made of
-// URL path characters.
-func checkTelemetryPath(p string) error {
-	if len(p) < 2 || p[0] != '/' {
-		return errors.New("want an absolute path other than /, e.g. /metrics")
-	}
-	for _, c := range []byte(p) {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("/-._~", c) >= 0:
-		default:
-			return fmt.Errorf("character %q not allowed (letters, digits and /-._~ are)", c)
-		}
-	}
-	return nil
-}
-
-// authenticator checks HTTP credentials: basic-auth users and/or a bearer
-// token. Secrets are kept as SHA-256 digests so that every comparison has
-// the same length and runs in constant time (crypto/subtle).
-type authenticator struct {
-	users    map[string][sha256.Size]byte // user → SHA-256 of the password
-	token    [sha256.Size]byte            // SHA-256 of the bearer token
-	hasToken bool
-}
-
-// loadAuthenticator reads the -web.basic-auth-file and
-// -web.bearer-token-file. It returns nil when neither is set.
-func loadAuthenticator(basicFile, bearerFile string) (*authenticator, error) {
-	if basicFile == "" && bearerFile == "" {
-		return nil, nil
-	}
-	a := &authenticator{}
-	if basicFile != "" {
-		users, err := readBasicAuthFile(basicFile)
-		if err != nil {
-			return nil, fmt.Errorf("-web.basic-auth-file %q: %w", basicFile, err)
-		}
-		a.users = users
-	}
-	if bearerFile != "" {
-		b, err := os.ReadFile(bearerFile)
-		if err != nil {
-			return nil, fmt.Errorf("-web.bearer-token-file %q: %w", bearerFile, unwrapPathError(err))
-		}
-		tok := strings.TrimSpace(string(b))
-		switch {
-		case tok == "":
-			return nil, fmt.Errorf("-web.bearer-token-file %q: empty", bearerFile)
-		case strings.ContainsAny(tok, " \t\r\n"):
-			return nil, fmt.Errorf("-web.bearer-token-file %q: the token contains white space", bearerFile)
-		}
-		a.token, a.hasToken = sha256.Sum256([]byte(tok)), true
-	}
-	return a, nil
-}
-
-// readBasicAuthFile parses lines "user:password"; blank lines and lines
-// starting with # are skipped. The password is everything after the first
-// colon.
-func readBasicAuthFile(path string) (map[string][sha256.Size]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, unwrapPathError(err)
-	}
-	users := make(map[string][sha256.Size]byte)
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue
-		}
-		user, pass, ok := strings.Cut(line, ":")
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("line %d: want user:password", n)
-		case user == "" || strings.ContainsAny(user, " \t"):
-			return nil, fmt.Errorf("line %d: empty user name or white space in it", n)
-		case pass == "":
-			return nil, fmt.Errorf("line %d: empty password", n)
-		}
-		if _, dup := users[user]; dup {
-			return nil, fmt.Errorf("line %d: user %q given twice", n, user)
-		}
-		users[user] = sha256.Sum256([]byte(pass))
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(users) == 0 {
-		return nil, errors.New("no user:password line")
-	}
-	return users, nil
-}
-
-// allow reports whether r carries valid credentials.
-func (a *authenticator) allow(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	if a.hasToken {
-		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			d := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-			return subtle.ConstantTimeCompare(d[:], a.token[:]) == 1
-		}
-	}
-	if a.users != nil {
-		if user, pass, ok := r.BasicAuth(); ok {
-			want, known := a.users[user]
-			d := sha256.Sum256([]byte(pass))
-			// Compare even for an unknown user, against zeros, so the
-			// time does not depend on the password.
-			return subtle.ConstantTimeCompare(d[:], want[:]) == 1 && known
-		}
-	}
-	return false
-}
-
-// challenge sets the WWW-Authenticate headers of a 401.
-func (a *authenticator) challenge(h http.Header) {
-	if a.users != nil {
-		h.Add("WWW-Authenticate", `Basic realm="dnstt_exporter", charset="UTF-8"`)
-	}
-	if a.hasToken {
-		h.Add("WWW-Authenticate", `Bearer realm="dnstt_exporter"`)
-	}
-}
-
 // buildInfo returns the version, VCS revision and Go version of the binary.
 func buildInfo() (ver, rev, goVer string) {
 	ver, rev, goVer = version, "unknown", runtime.Version()
@@ -579,22 +424,6 @@ func newLogger(w io.Writer, cfg *config) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
-
-// monoClock is the sessions' clock when capturing live: monotonic ns since
-// an origin one hour before the process started, so that values are never
-// near zero. The live capture and the sweeper share one monoClock.
-type monoClock struct {
-	start time.Time // holds a monotonic reading
-}
-
-// monoClockBase keeps the clock's values away from zero.
-const monoClockBase = int64(time.Hour)
-
-// newMonoClock returns a clock started now.
-func newMonoClock() monoClock { return monoClock{start: time.Now()} }
-
-// now returns the clock's current value in ns.
-func (c monoClock) now() int64 { return int64(time.Since(c.start)) + monoClockBase }
 
 // main runs the program and exits with its code.
 func main() {
@@ -635,38 +464,6 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runFile(cfg, geo, log, stdin, stdout, stderr)
 	}
 	return runLive(cfg, geo, log, stderr)
-}
-
-// warnReadableSecrets logs a warning for credential files that others
-// than their owner can read.
-func warnReadableSecrets(log *slog.Logger, paths ...string) {
-	for _, p := range paths {
-		if p == "" {
-			continue
-		}
-		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("credential file is readable by group or others; chmod 600 it", "file", p, "mode", fi.Mode().Perm().String())
-		}
-	}
-}
-
-// newPipeline builds the packet path for cfg.
-func newPipeline(cfg *config, geo *geoResolver, dedup bool) *pipeline {
-	pl := &pipeline{
-		dec: newDecoder(cfg.domains, cfg.port),
-		geo: geo,
-		sessions: newSessionTable(sessionConfig{
-			window:  cfg.window,
-			max:     cfg.sessionsMax,
-			domains: len(cfg.domains),
-			geoIDs:  geo.maxIDs(),
-		}),
-		stats: &captureStats{},
-	}
-	if dedup {
-		pl.dedup = newDedupTable()
-	}
-	return pl
 }
 
 // runFile is file mode: read cfg.file, print the file-mode exposition to
@@ -720,12 +517,7 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 	var last int64
 	var records uint64
 	if r != nil {
-		if runtime.GOMAXPROCS(0) > 1 {
-			last, records, err = replayParallel(r, pl, &stopped)
-		} else {
-			last, records, err = replay(r, pl, &stopped)
-		}
-		if err != nil {
+		if last, records, err = replayFile(r, pl, &stopped); err != nil {
 			return fail(err)
 		}
 	}
@@ -742,159 +534,6 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 		return fail(fmt.Errorf("write the metrics to standard output: %w", err))
 	}
 	return exitOK
-}
-
-// replay feeds every record of r to pl on the packet-time clock of SPEC
-// section 4: every record moves the clock, which never goes backwards;
-// sessions are swept every sweepInterval of that clock and once more at the
-// last record's time. It returns that time and the number of records.
-func replay(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int64, records uint64, err error) {
-	var rec pcapRecord
-	clock, nextSweep := int64(math.MinInt64), int64(math.MinInt64)
-	for !stopped.Load() {
-		if err := r.next(&rec); err != nil {
-			if err == io.EOF || err == errPcapStopped {
-				break
-			}
-			return 0, records, err
-		}
-		records++
-		clock = max(clock, rec.ts)
-		if clock >= nextSweep {
-			pl.sessions.sweep(clock)
-			nextSweep = clock + int64(sweepInterval)
-		}
-		pl.handleLink(rec.lt, rec.data, rec.iface, clock)
-	}
-	if records == 0 {
-		return 0, 0, nil
-	}
-	pl.sessions.sweep(clock)
-	return clock, records, nil
-}
-
-// File mode on two cores: one goroutine reads and decodes records (the
-// decoder is pure and read-only) into batches, the other takes the batches
-// in file order and does everything with state exactly as replay does:
-// clock, sweeps, the reason counters, duplicates, GeoIP, sessions. The
-// output is therefore identical to replay's (TestReplayParallel checks).
-// Batches are large so that the hand-offs between the goroutines (a
-// wake-up each when one waits) cost little per record.
-const (
-	replayBatchLen = 2048 // records per batch
-	replayBatches  = 4    // batches in flight
-	replayNameLen  = 255  // longest question name a counted packet has (SPEC section 3)
-)
-
-// decodedRecord is one record decoded ahead of the in-order stage.
-type decodedRecord struct {
-	p     dnsttPacket // p.qname points into the batch's names
-	r     ignoreReason
-	iface uint64 // refined by the link header, as handleLink does
-	ts    int64
-}
-
-// decodedBatch is a batch of decoded records in file order, then the
-// error that ended reading, if any (io.EOF at the end).
-type decodedBatch struct {
-	recs  [replayBatchLen]decodedRecord
-	names []byte // question names of the counted records, copied: the read buffer moves on
-	n     int
-	err   error
-}
-
-// replayParallel is replay with decoding on another goroutine.
-func replayParallel(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int64, records uint64, err error) {
-	free := make(chan *decodedBatch, replayBatches)
-	full := make(chan *decodedBatch, replayBatches)
-	quit := make(chan struct{})
-	defer close(quit)
-	for range replayBatches {
-		free <- &decodedBatch{names: make([]byte, 0, replayBatchLen*replayNameLen)}
-	}
-	go decodeAhead(r, pl.dec, free, full, quit, stopped)
-	clock, nextSweep := int64(math.MinInt64), int64(math.MinInt64)
-	for {
-		b := <-full
-		for i := range b.recs[:b.n] {
-			d := &b.recs[i]
-			records++
-			clock = max(clock, d.ts)
-			if clock >= nextSweep {
-				pl.sessions.sweep(clock)
-				nextSweep = clock + int64(sweepInterval)
-			}
-			pl.stats.received.Add(1)
-			pl.count(&d.p, d.r, d.iface, clock)
-		}
-		err := b.err
-		free <- b
-		if err == io.EOF || err == errPcapStopped || (err == nil && stopped.Load()) {
-			break
-		}
-		if err != nil {
-			return 0, records, err
-		}
-	}
-	if records == 0 {
-		return 0, 0, nil
-	}
-	pl.sessions.sweep(clock)
-	return clock, records, nil
-}
-
-// decodeAhead reads and decodes records into batches from free and sends
-// them on full, until reading ends (the last batch carries the error),
-// stopped is set or quit closes.
-func decodeAhead(r *pcapReader, dec *decoder, free <-chan *decodedBatch, full chan<- *decodedBatch, quit <-chan struct{}, stopped *atomic.Bool) {
-	var rec pcapRecord
-	for {
-		var b *decodedBatch
-		select {
-		case b = <-free:
-		case <-quit:
-			return
-		}
-		b.n, b.err, b.names = 0, nil, b.names[:0]
-		for b.n < replayBatchLen {
-			if stopped.Load() {
-				b.err = errPcapStopped
-				break
-			}
-			if err := r.next(&rec); err != nil {
-				b.err = err
-				break
-			}
-			d := &b.recs[b.n]
-			d.p = dnsttPacket{}
-			var ifindex int32
-			d.r, ifindex = dec.decodeLink(rec.lt, rec.data, &d.p)
-			d.iface, d.ts = rec.iface, rec.ts
-			if ifindex >= 0 {
-				d.iface = d.iface<<32 | uint64(uint32(ifindex))
-			}
-			switch {
-			case d.r != ignoreNone:
-				d.p.qname = nil
-			case len(d.p.qname) <= replayNameLen:
-				// names has room for replayNameLen per record: no growth.
-				at := len(b.names)
-				b.names = append(b.names, d.p.qname...)
-				d.p.qname = b.names[at:len(b.names):len(b.names)]
-			default:
-				d.p.qname = bytes.Clone(d.p.qname) // longer than SPEC section 3 allows: never
-			}
-			b.n++
-		}
-		select {
-		case full <- b:
-		case <-quit:
-			return
-		}
-		if b.err != nil {
-			return
-		}
-	}
 }
 
 // runLive is live mode: capture, serve HTTP until SIGINT/SIGTERM.
@@ -999,121 +638,6 @@ wait:
 	return code
 }
 
-// sweepLoop expires sessions every sweepInterval on clock until stop.
-func sweepLoop(t *sessionTable, clock monoClock, stop <-chan struct{}) {
-	tick := time.NewTicker(sweepInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-			t.sweep(clock.now())
-		case <-stop:
-			return
-		}
-	}
-}
-
-// describe names the authentication in the start-up log.
-func (a *authenticator) describe() string {
-	switch {
-	case a == nil:
-		return "none"
-	case a.users != nil && a.hasToken:
-		return "basic,bearer"
-	case a.hasToken:
-		return "bearer"
-	}
-	return "basic"
-}
-
-// newHTTPServer returns the server of live mode: the telemetry path, a
-// landing page at /, 404 elsewhere, behind the concurrency limit and
-// authentication.
-func newHTTPServer(cfg *config, metricsHandler http.Handler, log *slog.Logger) *http.Server {
-	srv := &http.Server{
-		Handler:           newHandler(cfg, metricsHandler),
-		ReadHeaderTimeout: cfg.limits.readHeader,
-		ReadTimeout:       cfg.limits.read,
-		WriteTimeout:      cfg.limits.write,
-		IdleTimeout:       cfg.limits.idle,
-		MaxHeaderBytes:    cfg.limits.maxHeader,
-		// Handshake errors and the like are the client's problem.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	if cfg.tlsCert != nil {
-		srv.TLSConfig = &tls.Config{
-			Certificates: []tls.Certificate{*cfg.tlsCert},
-			MinVersion:   tls.VersionTLS12,
-		}
-	}
-	return srv
-}
-
-// newHandler routes requests: cfg.telemetryPath → metrics, / → landing
-// page, anything else 404; GET and HEAD only. At most cfg.maxRequests run
-// at once (503 beyond), and with authentication configured every path
-// needs credentials (401 otherwise).
-func newHandler(cfg *config, metricsHandler http.Handler) http.Handler {
-	ver, _, _ := buildInfo()
-	landing := []byte(`<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>dnstt_exporter</title></head>
-<body>
-<h1>dnstt_exporter</h1>
-<p>Prometheus exporter for dnstt DNS tunnel servers, version ` + html.EscapeString(ver) + `.</p>
-<p><a href="` + html.EscapeString(cfg.telemetryPath) + `">Metrics</a></p>
-</body>
-</html>
-`)
-	sem := make(chan struct{}, cfg.maxRequests)
-	auth := cfg.auth
-	path := cfg.telemetryPath
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case sem <- struct{}{}:
-			defer func() { <-sem }()
-		default:
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "too many concurrent requests", http.StatusServiceUnavailable)
-			return
-		}
-		if auth != nil && !auth.allow(r) {
-			auth.challenge(w.Header())
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
-			return
-		}
-		if r.URL.Path != path && r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if r.URL.Path == path {
-			metricsHandler.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(landing)
-	})
-}
-
-// geoDescription names the loaded GeoIP databases for the start-up log:
-// flag, type and build date of each.
-func geoDescription(g *geoResolver) string {
-	dbs := g.describe()
-	if len(dbs) == 0 {
-		return "off"
-	}
-	var parts []string
-	for _, d := range dbs {
-		parts = append(parts, d.flag+"="+d.path+" ("+d.databaseType+", built "+d.buildTime.UTC().Format(time.DateOnly)+")")
-	}
-	return strings.Join(parts, ", ")
-}
-
 // reloadGeo reloads the GeoIP databases on SIGHUP. reload logs each
 // database's outcome itself and keeps a database whose new file fails.
 func reloadGeo(g *geoResolver, log *slog.Logger) {
@@ -1135,54 +659,4 @@ func openLiveCapture(cfg *config, clock monoClock) (*capture, error) {
 		port:       cfg.port,
 		clock:      clock.now,
 	})
-}
-
-// pipeline turns captured packets into metrics: decode, count the reason,
-// drop duplicates, resolve GeoIP labels, update sessions. Capture sources
-// (the live ring and the file reader) call it inline, one packet at a time.
-type pipeline struct {
-	dec      *decoder
-	geo      *geoResolver
-	sessions *sessionTable
-	stats    *captureStats
-	dedup    *dedupTable // nil when copies on several interfaces are impossible
-}
-
-// handleIP handles a packet that starts at its IP header, seen on interface
-// iface (an ifindex when live) at now (ns on the sessions' clock).
-func (pl *pipeline) handleIP(b []byte, iface uint64, now int64) {
-	var p dnsttPacket
-	pl.stats.received.Add(1)
-	pl.count(&p, pl.dec.decodeIP(b, &p), iface, now)
-}
-
-// handleLink handles a captured record of link type lt from interface iface
-// (the file's own interface number). A link header that records an
-// interface (Linux cooked v2) refines it.
-func (pl *pipeline) handleLink(lt linkType, b []byte, iface uint64, now int64) {
-	var p dnsttPacket
-	pl.stats.received.Add(1)
-	r, ifindex := pl.dec.decodeLink(lt, b, &p)
-	if ifindex >= 0 {
-		iface = iface<<32 | uint64(uint32(ifindex))
-	}
-	pl.count(&p, r, iface, now)
-}
-
-// count records a decoded packet.
-func (pl *pipeline) count(p *dnsttPacket, r ignoreReason, iface uint64, now int64) {
-	if r != ignoreNone {
-		pl.stats.ignored[r].Add(1)
-		return
-	}
-	if pl.dedup != nil && pl.dedup.duplicate(p, iface, now) {
-		pl.stats.duplicate.Add(1)
-		return
-	}
-	g := pl.geo.lookup(p.resolver)
-	if p.dir == dirQuery {
-		pl.sessions.query(p, g, now)
-	} else {
-		pl.sessions.response(p, g, now)
-	}
 }

@@ -1,5 +1,9 @@
 package main
 
+// The Prometheus text exposition: the only file that spells a metric name.
+// It snapshots the counters, formats them without fmt into pooled buffers and
+// serves them over HTTP (live) or returns them (file mode).
+
 import (
 	"compress/gzip"
 	"net/http"

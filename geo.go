@@ -1,5 +1,9 @@
 package main
 
+// GeoIP: opens the MaxMind-format databases, maps a resolver address to an
+// interned (country, asn) label set through a bounded cache, and reloads the
+// databases on request. It knows nothing of sessions.
+
 import (
 	"encoding/binary"
 	"errors"
@@ -803,4 +807,18 @@ func (g *geoResolver) info(db geoDatabase, d *geoDB) geoDBInfo {
 		databaseType: d.reader.Metadata.DatabaseType,
 		buildTime:    d.reader.Metadata.BuildTime(),
 	}
+}
+
+// geoDescription names the loaded GeoIP databases for the start-up log:
+// flag, type and build date of each.
+func geoDescription(g *geoResolver) string {
+	dbs := g.describe()
+	if len(dbs) == 0 {
+		return "off"
+	}
+	var parts []string
+	for _, d := range dbs {
+		parts = append(parts, d.flag+"="+d.path+" ("+d.databaseType+", built "+d.buildTime.UTC().Format(time.DateOnly)+")")
+	}
+	return strings.Join(parts, ", ")
 }

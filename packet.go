@@ -1,5 +1,9 @@
 package main
 
+// The link, IP and UDP layers of the decoder: pure functions over a captured
+// packet's bytes that classify it by SPEC section 3 and hand the DNS message
+// to dnsname.go.
+
 import (
 	"encoding/binary"
 	"net/netip"

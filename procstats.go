@@ -1,5 +1,8 @@
 package main
 
+// The process and Go runtime self-metrics of live mode, read from
+// /proc/self and runtime/metrics at scrape time.
+
 import (
 	"bytes"
 	"encoding/binary"

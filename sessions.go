@@ -1,5 +1,8 @@
 package main
 
+// The session table: sharded dnstt sessions keyed by ClientID, their
+// expiry on the caller's clock, and the per-label-set counters and peaks.
+
 import (
 	"encoding/binary"
 	"math/rand/v2"
