@@ -50,16 +50,23 @@ const (
 	maxSessionTicks = 1<<31 - 1 // longest window the 32-bit tick arithmetic allows
 )
 
-// sessionEntry is one tracked session: 32 bytes.
+// sessionEntry is one tracked session: 32 bytes. One entry holds one
+// activation at a time (SPEC section 4): a query after more than a window
+// ends the old activation and starts a new one in the same entry.
+//
+// firstSeen, queries, bytesIn and bytesOut describe the current activation
+// only. No metric reads them while it lasts; they are kept for endSession,
+// the one place an activation ends, which is where per-session
+// observations (SPEC section 7: duration, bytes) are made exactly once.
 type sessionEntry struct {
 	id        clientID // the session's ClientID
 	domain1   uint16   // domain index + 1; 0 marks an empty slot
 	geo       geoID    // geoID of the latest query: the session's label set is (domain, geo)
 	lastSeen  uint32   // latest query, ms ticks: uint32(now / 1e6)
-	firstSeen uint32   // when the session (last) became active, s: uint32(now / 1e9)
-	queries   uint32   // queries since it became active, saturating
-	bytesIn   uint32   // DNS message bytes of those queries, saturating
-	bytesOut  uint32   // DNS message bytes of responses to it, saturating
+	firstSeen uint32   // first query of this activation, s: uint32(now / 1e9); for endSession
+	queries   uint32   // queries of this activation, saturating; for endSession
+	bytesIn   uint32   // DNS message bytes of those queries, saturating; for endSession
+	bytesOut  uint32   // DNS message bytes of responses to it, saturating; for endSession
 }
 
 // sessionShard is one lock stripe of the table: an open-addressing,
@@ -268,15 +275,21 @@ func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID
 				t.tracked.Add(-1)
 			}
 			e := &s.slots[i]
-			if t.expired(e.lastSeen, tick) {
-				// Active again after more than a window: a new session,
-				// decided here whether or not the sweep has run (SPEC
-				// section 4). Not yet swept, it is still counted active.
+			switch {
+			case t.expired(e.lastSeen, tick):
+				// Active again after more than a window: the old
+				// activation ends here, not yet swept, and a new session
+				// starts in the same entry, decided here whether or not
+				// the sweep has run (SPEC section 4).
+				t.endSession(e, now)
 				c.sessions.Add(1)
+				raise(c)
+				e.geo = g
 				e.firstSeen = uint32(now / nsPerSecond)
 				e.queries, e.bytesIn, e.bytesOut = 0, 0, 0
-			}
-			if e.geo != g {
+			case e.geo != g:
+				// The same activation moves to the label set of its
+				// latest query.
 				t.counters(d, e.geo).active.Add(-1)
 				raise(c)
 				e.geo = g
@@ -358,7 +371,7 @@ func (t *sessionTable) sweep(now int64) {
 				i++
 				continue
 			}
-			t.counters(e.domain1-1, e.geo).active.Add(-1)
+			t.endSession(e, now)
 			removed++
 			// The backward shift may move a later entry into slot i:
 			// look at slot i again. Entries it moves from the start of
@@ -373,6 +386,17 @@ func (t *sessionTable) sweep(now int64) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// endSession ends the activation held in e, found expired at now (ns on
+// the table's clock). It is the one place a session ends: the sweep calls
+// it before removing e, querySlow before starting a new activation in e.
+// The activation's label set loses an active session. With s.mu held;
+// e's fields are still those of the ending activation, so a per-session
+// observation made here (SPEC section 7) happens exactly once per
+// activation.
+func (t *sessionTable) endSession(e *sessionEntry, now int64) {
+	t.counters(e.domain1-1, e.geo).active.Add(-1)
 }
 
 // find returns the slot of key (domain1, id) with hash h and true, or the
