@@ -6,6 +6,7 @@ package main
 
 import (
 	"compress/gzip"
+	"math"
 	"net/http"
 	"runtime"
 	"slices"
@@ -77,7 +78,7 @@ const (
 // familyDesc is a family's metadata.
 type familyDesc struct {
 	name string
-	typ  string // counter, gauge or summary
+	typ  string // counter, gauge, summary or histogram
 	help string
 }
 
@@ -168,6 +169,37 @@ var families = [familyCount]familyDesc{
 		"Live OS threads owned by the Go runtime."},
 }
 
+// labelGauge names a per-label-set gauge.
+type labelGauge uint8
+
+const (
+	gaugeNone   labelGauge = iota // the family is a labelCount counter
+	gaugeActive                   // labelCounters.active
+	gaugePeak                     // labelCounters.peak, never below active
+)
+
+// labelSetFamily is a family with one series per label set (domain,
+// country, asn): which number of the label set it shows.
+type labelSetFamily struct {
+	fam   metricFamily
+	gauge labelGauge // gaugeNone: count is the value
+	count labelCount
+}
+
+// labelSetFamilies are the per-label-set families, in output order, ahead
+// of every other family (SPEC section 5). Adding a per-label-set counter
+// is a labelCount, its families entry, a row here and the line in
+// sessions.go that counts it: snapshot, labels and formatting follow the
+// table.
+var labelSetFamilies = [...]labelSetFamily{
+	{fam: famActive, gauge: gaugeActive},
+	{fam: famPeak, gauge: gaugePeak},
+	{fam: famQueries, count: countQueries},
+	{fam: famBytesIn, count: countBytesIn},
+	{fam: famBytesOut, count: countBytesOut},
+	{fam: famSessions, count: countSessions},
+}
+
 // contentType is the text exposition format 0.0.4 media type.
 const contentType = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -194,19 +226,18 @@ type metrics struct {
 type labelOrder struct {
 	seen uint32  // sessionTable.seenSets when built
 	sets []int32 // indexes into sessionTable.sets, in output order
-	// prefixes holds, for each dnstt family f and each k, the start of its
-	// sample line up to the value, `name{domain="…",…} `, at
-	// prefixes[ends[i-1]:ends[i]] with i = int(f)*len(sets)+k: formatting
-	// a sample is then one copy and one number (BenchmarkScrape300).
-	prefixes []byte
-	ends     []int32
+	// labels holds, for the k-th set, its label text up to the closing
+	// brace, `{domain="…",country="…",asn="…"`, at
+	// labels[ends[k-1]:ends[k]], escaped once. A sample line is the family
+	// name, this text and `} value`; a histogram's bucket line puts
+	// `,le="…"` before the brace (appendHistogram).
+	labels []byte
+	ends   []int32
 }
 
-// labelSnapshot is one label set's numbers, copied before formatting.
-type labelSnapshot struct {
-	active, peak                              int64
-	queries, bytesIn, bytesOut, sessionsTotal uint64
-}
+// labelSnapshot is one label set's numbers, indexed like
+// labelSetFamilies, copied before formatting. Gauges hold int64 bits.
+type labelSnapshot [len(labelSetFamilies)]uint64
 
 // scrapeScratch holds one scrape's buffers; pooled.
 type scrapeScratch struct {
@@ -430,22 +461,19 @@ func (m *metrics) currentOrder() *labelOrder {
 	for k, key := range keys {
 		o.sets[k] = key.set
 	}
-	for f := famActive; f <= famSessions; f++ {
-		for _, key := range keys {
-			b := append(o.prefixes, families[f].name...)
-			b = append(b, `{domain="`...)
-			b = appendEscaped(b, key.domain)
-			if m.hasCountry {
-				b = append(b, `",country="`...)
-				b = appendEscaped(b, key.country)
-			}
-			if m.hasASN {
-				b = append(b, `",asn="`...)
-				b = appendEscaped(b, key.asn)
-			}
-			o.prefixes = append(b, `"} `...)
-			o.ends = append(o.ends, int32(len(o.prefixes)))
+	for _, key := range keys {
+		b := append(o.labels, `{domain="`...)
+		b = appendEscaped(b, key.domain)
+		if m.hasCountry {
+			b = append(b, `",country="`...)
+			b = appendEscaped(b, key.country)
 		}
+		if m.hasASN {
+			b = append(b, `",asn="`...)
+			b = appendEscaped(b, key.asn)
+		}
+		o.labels = append(b, '"')
+		o.ends = append(o.ends, int32(len(o.labels)))
 	}
 	m.order.Store(o)
 	return o
@@ -473,12 +501,18 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 	snaps := sc.snaps[:0]
 	for _, i := range o.sets {
 		c := &t.sets[i]
-		s := labelSnapshot{active: c.active.Load()}
-		s.peak = max(c.peak.Load(), s.active)
-		s.queries = c.queries.Load()
-		s.bytesIn = c.bytesIn.Load()
-		s.bytesOut = c.bytesOut.Load()
-		s.sessionsTotal = c.sessions.Load()
+		active := c.active.Load()
+		var s labelSnapshot
+		for r := range labelSetFamilies {
+			switch lf := &labelSetFamilies[r]; lf.gauge {
+			case gaugeActive:
+				s[r] = uint64(active)
+			case gaugePeak:
+				s[r] = uint64(max(c.peak.Load(), active))
+			default:
+				s[r] = c.counts[lf.count].Load()
+			}
+		}
 		snaps = append(snaps, s)
 	}
 	sc.snaps = snaps
@@ -486,29 +520,19 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 		m.proc.read(&sc.proc)
 	}
 
-	start := int32(0)
-	i := 0
-	for f := famActive; f <= famSessions; f++ {
-		dst = appendHeader(dst, f)
+	for r := range labelSetFamilies {
+		lf := &labelSetFamilies[r]
+		name := families[lf.fam].name
+		dst = appendHeader(dst, lf.fam)
+		start := int32(0)
 		for k := range snaps {
-			s := &snaps[k]
-			end := o.ends[i]
-			dst = append(dst, o.prefixes[start:end]...)
+			end := o.ends[k]
+			dst = appendSeriesName(dst, name, "", o.labels[start:end])
 			start = end
-			i++
-			switch f {
-			case famActive:
-				dst = strconv.AppendInt(dst, s.active, 10)
-			case famPeak:
-				dst = strconv.AppendInt(dst, s.peak, 10)
-			case famQueries:
-				dst = strconv.AppendUint(dst, s.queries, 10)
-			case famBytesIn:
-				dst = strconv.AppendUint(dst, s.bytesIn, 10)
-			case famBytesOut:
-				dst = strconv.AppendUint(dst, s.bytesOut, 10)
-			case famSessions:
-				dst = strconv.AppendUint(dst, s.sessionsTotal, 10)
+			if lf.gauge != gaugeNone {
+				dst = strconv.AppendInt(dst, int64(snaps[k][r]), 10)
+			} else {
+				dst = strconv.AppendUint(dst, snaps[k][r], 10)
 			}
 			dst = append(dst, '\n')
 		}
@@ -557,6 +581,85 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 	}
 	dst = append(dst, m.buildInfo...)
 	return appendProcess(dst, &sc.proc)
+}
+
+// histogramBounds are a histogram's bucket upper bounds, fixed at start,
+// with their le labels formatted once as Prometheus formats floats
+// (strconv 'g', shortest: "0.005", "1024", "1.048576e+06"; "+Inf" last).
+type histogramBounds struct {
+	upper []float64 // strictly increasing, finite
+	// le holds `le="…"} ` per bound and then for +Inf, at
+	// le[leEnds[i-1]:leEnds[i]]: a bucket line is the name with _bucket,
+	// the series' labels, a comma or brace, this text and the count.
+	le     []byte
+	leEnds []int32
+}
+
+// newHistogramBounds returns the bounds upper. Bounds that are not
+// finite and strictly increasing are a bug.
+func newHistogramBounds(upper ...float64) *histogramBounds {
+	b := &histogramBounds{upper: upper}
+	for i, u := range upper {
+		if math.IsInf(u, 0) || math.IsNaN(u) || (i > 0 && u <= upper[i-1]) {
+			panic("BUG: histogram bounds not finite and strictly increasing")
+		}
+		b.le = append(b.le, `le="`...)
+		b.le = strconv.AppendFloat(b.le, u, 'g', -1, 64)
+		b.le = append(b.le, `"} `...)
+		b.leEnds = append(b.leEnds, int32(len(b.le)))
+	}
+	b.le = append(b.le, `le="+Inf"} `...)
+	b.leEnds = append(b.leEnds, int32(len(b.le)))
+	return b
+}
+
+// appendHistogram appends the samples of one histogram series named name:
+// a cumulative name_bucket line per bound and for +Inf, then name_sum and
+// name_count. labels is the series' label text up to the closing brace,
+// `{domain="…"` as labelOrder caches it, or empty for no labels. counts
+// are per bucket, not cumulative: counts[i] observations fell in
+// (upper[i-1], upper[i]] and counts[len(upper)] above the last bound; a
+// counts of another length is a bug. sum is the sum of the observations.
+// It allocates nothing once dst has room.
+func appendHistogram(dst []byte, name string, b *histogramBounds, labels []byte, counts []uint64, sum float64) []byte {
+	if len(counts) != len(b.leEnds) {
+		panic("BUG: histogram counts do not match its bounds")
+	}
+	var cum uint64
+	start := int32(0)
+	for i, end := range b.leEnds {
+		cum += counts[i]
+		dst = append(dst, name...)
+		dst = append(dst, "_bucket"...)
+		if len(labels) > 0 {
+			dst = append(dst, labels...)
+			dst = append(dst, ',')
+		} else {
+			dst = append(dst, '{')
+		}
+		dst = append(dst, b.le[start:end]...)
+		start = end
+		dst = strconv.AppendUint(dst, cum, 10)
+		dst = append(dst, '\n')
+	}
+	dst = appendSeriesName(dst, name, "_sum", labels)
+	dst = strconv.AppendFloat(dst, sum, 'g', -1, 64)
+	dst = append(dst, '\n')
+	dst = appendSeriesName(dst, name, "_count", labels)
+	dst = strconv.AppendUint(dst, cum, 10)
+	return append(dst, '\n')
+}
+
+// appendSeriesName appends name, suffix, the label text (up to its closing
+// brace, or empty) and the space before the value.
+func appendSeriesName(dst []byte, name, suffix string, labels []byte) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, suffix...)
+	if len(labels) > 0 {
+		dst = append(dst, labels...)
+		dst = append(dst, '}')
+	}
+	return append(dst, ' ')
 }
 
 // appendProcess appends the process_* and go_* families of s.

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"flag"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -622,5 +623,126 @@ func TestExpositionRealGeo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAppendHistogram checks the histogram writer on its own (no metric
+// uses it yet): cumulative buckets, le spelled as Prometheus spells it,
+// _sum and _count, with and without labels; promtool accepts the result,
+// and a warm buffer takes no allocation.
+func TestAppendHistogram(t *testing.T) {
+	latency := newHistogramBounds(0.001, 0.005, 0.25, 1, 5)
+	size := newHistogramBounds(1024, 4096, 1<<20, 1<<30)
+	tests := []struct {
+		name   string
+		bounds *histogramBounds
+		labels string
+		counts []uint64
+		sum    float64
+		want   string
+	}{
+		{
+			name: "test_latency_seconds", bounds: latency, labels: `{domain="t.example.com"`,
+			counts: []uint64{1, 2, 0, 3, 0, 4}, sum: 30.5,
+			want: `test_latency_seconds_bucket{domain="t.example.com",le="0.001"} 1
+test_latency_seconds_bucket{domain="t.example.com",le="0.005"} 3
+test_latency_seconds_bucket{domain="t.example.com",le="0.25"} 3
+test_latency_seconds_bucket{domain="t.example.com",le="1"} 6
+test_latency_seconds_bucket{domain="t.example.com",le="5"} 6
+test_latency_seconds_bucket{domain="t.example.com",le="+Inf"} 10
+test_latency_seconds_sum{domain="t.example.com"} 30.5
+test_latency_seconds_count{domain="t.example.com"} 10
+`,
+		},
+		{
+			name: "test_session_bytes", bounds: size,
+			counts: []uint64{0, 0, 0, 0, 0}, sum: 0,
+			want: `test_session_bytes_bucket{le="1024"} 0
+test_session_bytes_bucket{le="4096"} 0
+test_session_bytes_bucket{le="1.048576e+06"} 0
+test_session_bytes_bucket{le="1.073741824e+09"} 0
+test_session_bytes_bucket{le="+Inf"} 0
+test_session_bytes_sum 0
+test_session_bytes_count 0
+`,
+		},
+	}
+	var all []byte
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := appendHistogram(nil, tt.name, tt.bounds, []byte(tt.labels), tt.counts, tt.sum)
+			if string(got) != tt.want {
+				t.Errorf("appendHistogram(%s, %v, %g) =\n%s\nwant\n%s", tt.labels, tt.counts, tt.sum, got, tt.want)
+			}
+			buf := make([]byte, 0, 2*len(got))
+			labels := []byte(tt.labels)
+			checkNoAllocs(t, func() { buf = appendHistogram(buf[:0], tt.name, tt.bounds, labels, tt.counts, tt.sum) }, "appendHistogram %s", tt.name)
+			all = append(all, "# HELP "+tt.name+" A test histogram.\n# TYPE "+tt.name+" histogram\n"...)
+			all = append(all, got...)
+		})
+	}
+
+	t.Run("promtool", func(t *testing.T) {
+		promtool, err := exec.LookPath("promtool")
+		if err != nil {
+			skipUnlessCI(t, "promtool not installed (Debian package prometheus)")
+		}
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(all)
+		if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+			t.Errorf("promtool check metrics: %v\n%s\non:\n%s", err, out, all)
+		}
+	})
+
+	for _, bad := range [][]float64{{1, 1}, {2, 1}, {math.Inf(1)}, {math.NaN()}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("newHistogramBounds(%v) did not panic", bad)
+				}
+			}()
+			newHistogramBounds(bad...)
+		}()
+	}
+}
+
+// TestLabelSetFamilies: the per-label-set table lists families in the
+// family table's order, ahead of every other family, each once, and every
+// labelCount has a family.
+func TestLabelSetFamilies(t *testing.T) {
+	counted := map[labelCount]bool{}
+	for i, lf := range labelSetFamilies {
+		if lf.fam != metricFamily(i) {
+			t.Errorf("labelSetFamilies[%d] is %s, want %s: the per-label-set families come first, in order",
+				i, families[lf.fam].name, families[i].name)
+		}
+		if lf.gauge == gaugeNone {
+			if counted[lf.count] {
+				t.Errorf("labelCount %d has two families", lf.count)
+			}
+			counted[lf.count] = true
+		}
+	}
+	for c := range labelCountCount {
+		if !counted[c] {
+			t.Errorf("labelCount %d has no family", c)
+		}
+	}
+}
+
+// TestHistogramCachedLabels: the label text labelOrder caches for the
+// per-label-set samples serves a histogram's lines as it is.
+func TestHistogramCachedLabels(t *testing.T) {
+	m := testMetrics(t, true, false)
+	o := m.currentOrder()
+	labels := o.labels[:o.ends[0]]
+	got := string(appendHistogram(nil, "test_seconds", newHistogramBounds(1), labels, []uint64{2, 1}, 3))
+	l := string(labels) // {domain="…",country="…",asn="…"
+	want := "test_seconds_bucket" + l + `,le="1"} 2` + "\n" +
+		"test_seconds_bucket" + l + `,le="+Inf"} 3` + "\n" +
+		"test_seconds_sum" + l + "} 3\n" +
+		"test_seconds_count" + l + "} 3\n"
+	if !strings.HasPrefix(l, `{domain="`) || !strings.Contains(l, `",asn="`) || got != want {
+		t.Errorf("with cached labels %s:\n%s\nwant\n%s", l, got, want)
 	}
 }

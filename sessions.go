@@ -80,16 +80,32 @@ type sessionShard struct {
 	_     [16]byte       // pad to 64 bytes: neighbouring shards do not share a cache line
 }
 
+// labelCount names a per-label-set counter: an index into
+// labelCounters.counts. exposition.go's labelSetFamilies gives each its
+// family; adding one is a constant here, a row there and the line that
+// counts it.
+type labelCount uint8
+
+const (
+	countQueries  labelCount = iota // dnstt queries
+	countBytesIn                    // DNS message bytes of queries
+	countBytesOut                   // DNS message bytes of responses
+	countSessions                   // sessions that became active here
+	labelCountCount
+)
+
+// labelCountersPad pads labelCounters to a multiple of 64 bytes, so that
+// ring readers on different label sets share no cache line: counts, then
+// active, peak and seen (8 bytes each, seen rounded up).
+const labelCountersPad = (64 - (int(labelCountCount)*8+3*8)%64) % 64
+
 // labelCounters are the dnstt counters of one label set (domain, geoID).
 type labelCounters struct {
-	queries  atomic.Uint64 // dnstt queries
-	bytesIn  atomic.Uint64 // DNS message bytes of queries
-	bytesOut atomic.Uint64 // DNS message bytes of responses
-	sessions atomic.Uint64 // sessions that became active here
-	active   atomic.Int64  // sessions whose latest query came here, not yet swept
-	peak     atomic.Int64  // highest active since start
-	seen     atomic.Bool   // had a query or response
-	_        [8]byte       // pad to 64 bytes: ring readers on different label sets share no cache line
+	counts [labelCountCount]atomic.Uint64 // indexed by labelCount
+	active atomic.Int64                   // sessions whose latest query came here, not yet swept
+	peak   atomic.Int64                   // highest active since start
+	seen   atomic.Bool                    // had a query or response
+	_      [labelCountersPad]byte
 }
 
 // sessionTable tracks dnstt sessions and the per-label-set dnstt counters.
@@ -236,8 +252,8 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 	}
 	c := &t.sets[int(g)*t.domains+int(d)] // counters(d, g), both already in range
 	n := uint64(p.dnsLen)
-	c.queries.Add(1)
-	c.bytesIn.Add(n)
+	c.counts[countQueries].Add(1)
+	c.counts[countBytesIn].Add(n)
 	t.markSeen(c)
 
 	dom1 := d + 1
@@ -282,7 +298,7 @@ func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID
 				// starts in the same entry, decided here whether or not
 				// the sweep has run (SPEC section 4).
 				t.endSession(e, now)
-				c.sessions.Add(1)
+				c.counts[countSessions].Add(1)
 				raise(c)
 				e.geo = g
 				e.firstSeen = uint32(now / nsPerSecond)
@@ -321,7 +337,7 @@ func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID
 				bytesIn:   uint32(min(n, 1<<32-1)),
 			}
 			s.n++
-			c.sessions.Add(1)
+			c.counts[countSessions].Add(1)
 			raise(c)
 			s.mu.Unlock()
 			return
@@ -341,7 +357,7 @@ func (t *sessionTable) response(p *dnsttPacket, g geoID, now int64) {
 	}
 	c := t.counters(d, g)
 	n := uint64(p.dnsLen)
-	c.bytesOut.Add(n)
+	c.counts[countBytesOut].Add(n)
 	t.markSeen(c)
 
 	dom1 := d + 1

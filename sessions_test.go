@@ -47,8 +47,8 @@ func state(t *sessionTable, d uint16, g geoID) setState {
 	c := t.counters(d, g)
 	return setState{
 		active: c.active.Load(), peak: c.peak.Load(),
-		queries: c.queries.Load(), bytesIn: c.bytesIn.Load(), bytesOut: c.bytesOut.Load(),
-		sessionsN: c.sessions.Load(),
+		queries: c.counts[countQueries].Load(), bytesIn: c.counts[countBytesIn].Load(), bytesOut: c.counts[countBytesOut].Load(),
+		sessionsN: c.counts[countSessions].Load(),
 	}
 }
 
@@ -431,9 +431,9 @@ func TestSessionConcurrent(t *testing.T) {
 		}
 		active += c.active.Load()
 		peakMax = max(peakMax, c.peak.Load())
-		queries += c.queries.Load()
-		bytesIn += c.bytesIn.Load()
-		bytesOut += c.bytesOut.Load()
+		queries += c.counts[countQueries].Load()
+		bytesIn += c.counts[countBytesIn].Load()
+		bytesOut += c.counts[countBytesOut].Load()
 	}
 	if active != tab.tracked.Load() {
 		t.Errorf("sum of active = %d, tracked = %d", active, tab.tracked.Load())
