@@ -20,6 +20,9 @@ const (
 	dnsMaxLabelLen = 63   // larger length bytes are pointers or reserved label types
 	dnsTypeTXT     = 16
 	dnsClassIN     = 1
+	dnsQTypeOff    = 0 // after the question name
+	dnsQClassOff   = 2
+	dnsQTailLen    = 4 // QTYPE and QCLASS
 
 	// maxDomainLen is the longest domain in presentation form without the
 	// trailing dot: 253 characters make a 255-byte wire name.
@@ -177,10 +180,10 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	}
 	nameLen := w.nameLen
 	name := q[:nameLen]
-	if len(q) < nameLen+4 {
+	if len(q) < nameLen+dnsQTailLen {
 		return ignoreMalformed
 	}
-	if binary.BigEndian.Uint16(q[nameLen:]) != dnsTypeTXT || binary.BigEndian.Uint16(q[nameLen+2:]) != dnsClassIN {
+	if binary.BigEndian.Uint16(q[nameLen+dnsQTypeOff:]) != dnsTypeTXT || binary.BigEndian.Uint16(q[nameLen+dnsQClassOff:]) != dnsClassIN {
 		return ignoreWrongType
 	}
 
@@ -518,35 +521,12 @@ func lower8(x uint64) uint64 {
 	return x | upper>>2 // 0x80 >> 2 = 0x20, the case bit
 }
 
-// base32Bad returns x with bit 7 set in each byte lane that is not in the
-// RFC 4648 base32 alphabet, either case (A-Z, a-z, 2-7), and clear in the
-// others. A lane whose byte has bit 7 set is always flagged; the lanes
-// after it (higher addresses) are then unspecified, which is fine for a
-// caller that rejects the whole word for such a byte.
-//
-// The check is SWAR: for a lane below 0x80, adding a constant of at most
-// 0x48, or subtracting it from 0x80 + a constant, neither carries nor
-// borrows into the next lane, and the result's bit 7 tells on which side
-// of a bound the lane is. Written as "below the low bound or above the
-// high one" it needs no negations: 10 operations for 8 bytes, where a
-// byte-at-a-time loop costs about 1 ns per character, too slow for
-// 230-character names.
-func base32Bad(x uint64) uint64 {
-	l := x | swarOnes*0x20              // letters fold onto 'a'..'z'; nothing else does
-	belowA := swarOnes*(0x80+'a'-1) - l // bit 7 set where l < 'a'
-	aboveZ := l + swarOnes*(0x7f-'z')   // bit 7 set where l > 'z'
-	below2 := swarOnes*(0x80+'2'-1) - x // bit 7 set where x < '2'
-	above7 := x + swarOnes*(0x7f-'7')   // bit 7 set where x > '7'
-	return ((belowA|aboveZ)&(below2|above7) | x) & swarHigh
-}
-
-// swarConsts are the constants of swarConsts.good. The prefix checks
-// copy them into locals before their loops, so that the compiler keeps
-// them in registers instead of rematerialising a 10-byte immediate at
-// every use (a struct of five it keeps in memory).
+// swarConsts are the constants of base32Lanes, computed once.
 type swarConsts struct{ fold, geA, gtZ, ge2, gt7 uint64 }
 
-// swarBase32 holds good's constants; it is never written.
+// swarBase32 holds base32Lanes' constants; it is never written. The
+// prefix checks copy them into locals before their loops (see
+// BenchmarkDecodeQueryIPv4 for why).
 var swarBase32 = swarConsts{
 	fold: swarOnes * 0x20,
 	geA:  swarOnes * (0x80 - 'a'),
@@ -555,32 +535,24 @@ var swarBase32 = swarConsts{
 	gt7:  swarOnes * (0x7f - '7'),
 }
 
-// good returns x with bit 7 set in each byte lane that is in the base32
-// alphabet, either case, provided the word has no byte with bit 7 set
-// (the caller checks that apart; lanes after such a byte are unspecified,
-// as in base32Bad). Only bit 7 of each lane means anything.
+// base32Lanes returns x with bit 7 set in each byte lane that is in the
+// RFC 4648 base32 alphabet, either case (A-Z, a-z, 2-7), given swarBase32's
+// constants, provided the word has no byte with bit 7 set: the caller
+// checks that apart, and the lanes after such a byte are unspecified. Only
+// bit 7 of each lane means anything.
 //
-// It is base32Bad rewritten for fewer x86 instructions (12 per word with
-// its load and accumulation, from about 16): each bound is an addition,
-// which compiles to a three-operand LEA where base32Bad's subtractions
-// from a constant needed a copy first, and "at or above the low bound but
-// not above the high one" is an XOR, because above the high bound implies
-// at or above the low one: no NOT, which GOAMD64=v1 cannot fold into an
-// ANDN.
-func (k *swarConsts) good(x uint64) uint64 {
-	return base32Lanes(x, k.fold, k.geA, k.gtZ, k.ge2, k.gt7)
-}
-
-// base32Lanes is swarConsts.good with its constants passed one by one, so
-// that a loop calling it keeps them in registers: a struct of five is kept
-// in memory and reloaded at every use.
+// The check is SWAR: for a lane below 0x80, adding a constant of at most
+// 0x7f neither carries into the next lane, and the result's bit 7 tells on
+// which side of a bound the lane is. "At or above the low bound but not
+// above the high one" is an XOR, because above the high bound implies at
+// or above the low one. Eight bytes cost 8 operations, where a
+// byte-at-a-time loop costs about 1 ns per character, too slow for
+// 230-character names. base32Bad in the tests is the plain form it is
+// checked against.
 func base32Lanes(x, fold, geA, gtZ, ge2, gt7 uint64) uint64 {
 	l := x | fold // letters fold onto 'a'..'z'; nothing else does
 	return ((l + geA) ^ (l + gtZ)) | ((x + ge2) ^ (x + gt7))
 }
-
-// bad is base32Bad computed with good.
-func (k *swarConsts) bad(x uint64) uint64 { return (^k.good(x) | x) & swarHigh }
 
 // base32Value maps a base32 character, either case, to its 5-bit value.
 // Bytes outside the alphabet map to 0; callers check the prefix first.

@@ -380,3 +380,23 @@ func FuzzClientID(f *testing.F) {
 		}
 	})
 }
+
+// base32Bad returns x with bit 7 set in each byte lane that is not in the
+// RFC 4648 base32 alphabet, either case (A-Z, a-z, 2-7), and clear in the
+// others. A lane whose byte has bit 7 set is always flagged; the lanes
+// after it (higher addresses) are then unspecified. It is the plain,
+// subtracting form of the check that base32Lanes computes with additions
+// only: below the low bound or above the high one.
+func base32Bad(x uint64) uint64 {
+	l := x | swarOnes*0x20              // letters fold onto 'a'..'z'; nothing else does
+	belowA := swarOnes*(0x80+'a'-1) - l // bit 7 set where l < 'a'
+	aboveZ := l + swarOnes*(0x7f-'z')   // bit 7 set where l > 'z'
+	below2 := swarOnes*(0x80+'2'-1) - x // bit 7 set where x < '2'
+	above7 := x + swarOnes*(0x7f-'7')   // bit 7 set where x > '7'
+	return ((belowA|aboveZ)&(below2|above7) | x) & swarHigh
+}
+
+// bad is base32Bad computed with base32Lanes and k's constants.
+func (k *swarConsts) bad(x uint64) uint64 {
+	return (^base32Lanes(x, k.fold, k.geA, k.gtZ, k.ge2, k.gt7) | x) & swarHigh
+}

@@ -45,19 +45,17 @@ const programName = "dnstt_exporter"
 // -ldflags "-X main.version=1.2.3"; otherwise the module version is used.
 var version = ""
 
-// Flag defaults and limits.
+// Flag defaults and limits. The limits of -capture.buffer-size and
+// -geoip.max-label-sets live with the code they protect: ring.go's
+// checkRingBufferSize and geo.go's checkMaxLabelSets, which validate calls.
 const (
 	defaultPort          = 53
 	defaultWindow        = 30 * time.Second
 	minWindow            = time.Second // sweeps run every 500 ms and SPEC section 4 allows 1 s of slack
 	maxWindow            = 24 * time.Hour
-	defaultBufferSize    = 4 << 20 // 4 MiB: see the capture section of the README
-	minBufferSize        = 128 << 10
-	maxBufferSize        = 1 << 30
+	defaultBufferSize    = 4 << 20 // per socket: 7,000 full-snap frames, 70 ms of 100,000 packets/s (README: How it captures)
 	defaultSessionsMax   = 1000000
 	maxSessionsMax       = 1 << 30
-	defaultMaxLabelSets  = 5000
-	maxMaxLabelSets      = math.MaxUint16 // geoID is a uint16
 	defaultListenAddress = "127.0.0.1:9713"
 	defaultTelemetryPath = "/metrics"
 	defaultMaxRequests   = 40
@@ -204,12 +202,13 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs.UintVar(&v.port, "dnstt.port", defaultPort, "UDP `port` the dnstt server answers on (the port on the wire, before any iptables redirect)")
 	fs.DurationVar(&v.window, "dnstt.window", defaultWindow, "a session is active while its latest query is younger than this (1s to 24h)")
 	fs.Var(&v.interfaces, "capture.interface", "network `interface` to capture on (repeatable; default: all interfaces)")
-	fs.Var(&v.bufferSize, "capture.buffer-size", "kernel capture ring `size` in bytes; KiB, MiB, GiB suffixes accepted (128KiB to 1GiB)")
+	fs.Var(&v.bufferSize, "capture.buffer-size", "kernel capture ring `size` in bytes; KiB, MiB, GiB suffixes accepted ("+
+		formatByteSize(ringMinBufferSize)+" to "+formatByteSize(ringMaxBufferSize)+")")
 	fs.StringVar(&v.file, "capture.file", "", "read this pcap or pcapng `file` (\"-\" for standard input) instead of capturing, print the metrics to standard output and exit")
 	fs.IntVar(&v.sessionsMax, "sessions.max", defaultSessionsMax, "most sessions tracked at once; queries of further sessions still count in queries and bytes")
 	fs.StringVar(&v.countryDB, "geoip.country-database", "", "MaxMind-format country database (`path` to .mmdb): adds the country label of the resolver")
 	fs.StringVar(&v.asnDB, "geoip.asn-database", "", "MaxMind-format ASN database (`path` to .mmdb): adds the asn label of the resolver")
-	fs.IntVar(&v.maxLabelSets, "geoip.max-label-sets", defaultMaxLabelSets, "most distinct (country, asn) label combinations, ZZ/0 included, with an ASN database; further ones are counted under their country with asn 0 (room for each country's asn 0 is kept apart)")
+	fs.IntVar(&v.maxLabelSets, "geoip.max-label-sets", geoDefaultMaxLabelSets, "most distinct (country, asn) label combinations, ZZ/0 included, with an ASN database; further ones are counted under their country with asn 0 (room for each country's asn 0 is kept apart)")
 	fs.StringVar(&v.listenAddress, "web.listen-address", defaultListenAddress, "`address` to serve metrics on; the data describe who uses a tunnel: keep it private or use TLS and authentication")
 	fs.StringVar(&v.telemetryPath, "web.telemetry-path", defaultTelemetryPath, "URL `path` of the metrics")
 	fs.StringVar(&v.tlsCertFile, "web.tls-cert-file", "", "serve HTTPS with this PEM certificate (chain) `file`; needs -web.tls-key-file")
@@ -303,18 +302,11 @@ func validate(v *flagValues) (*config, error) {
 	if len(v.domains) == 0 {
 		return nil, usagef("-dnstt.domain: missing: name at least one tunnel domain (see -h)")
 	}
-	for _, s := range v.domains {
-		d, err := parseDomain(s)
-		if err != nil {
-			return nil, usagef("-dnstt.domain: %w", err)
-		}
-		for _, o := range cfg.domains {
-			if o == d {
-				return nil, usagef("-dnstt.domain %q: given twice", s)
-			}
-		}
-		cfg.domains = append(cfg.domains, d)
+	domains, err := parseDomains(v.domains)
+	if err != nil {
+		return nil, usagef("-dnstt.domain: %w", err)
 	}
+	cfg.domains = domains
 	if v.port < 1 || v.port > math.MaxUint16 {
 		return nil, usagef("-dnstt.port %d: want 1 to 65535", v.port)
 	}
@@ -333,8 +325,8 @@ func validate(v *flagValues) (*config, error) {
 		}
 	}
 	cfg.interfaces = v.interfaces
-	if cfg.bufferSize < minBufferSize || cfg.bufferSize > maxBufferSize {
-		return nil, usagef("-capture.buffer-size %s: want 128KiB to 1GiB", formatByteSize(cfg.bufferSize))
+	if err := checkRingBufferSize(cfg.bufferSize, os.Getpagesize()); err != nil {
+		return nil, usagef("-capture.buffer-size %s: %w", formatByteSize(cfg.bufferSize), err)
 	}
 	if cfg.file != "" && len(cfg.interfaces) > 0 {
 		return nil, usagef("-capture.file and -capture.interface: give one or the other")
@@ -342,8 +334,8 @@ func validate(v *flagValues) (*config, error) {
 	if cfg.sessionsMax < 1 || cfg.sessionsMax > maxSessionsMax {
 		return nil, usagef("-sessions.max %d: want 1 to %d", cfg.sessionsMax, maxSessionsMax)
 	}
-	if v.maxLabelSets < 1 || v.maxLabelSets > maxMaxLabelSets {
-		return nil, usagef("-geoip.max-label-sets %d: want 1 to %d", v.maxLabelSets, maxMaxLabelSets)
+	if err := checkMaxLabelSets(v.maxLabelSets); err != nil {
+		return nil, usagef("-geoip.max-label-sets %d: %w", v.maxLabelSets, err)
 	}
 	if _, _, err := net.SplitHostPort(cfg.listenAddress); err != nil {
 		return nil, usagef("-web.listen-address %q: want host:port, e.g. 127.0.0.1:9713", cfg.listenAddress)

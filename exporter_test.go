@@ -592,6 +592,12 @@ func TestFlagErrors(t *testing.T) {
 		{"duplicate interface", []string{"-dnstt.domain", "t.example.com", "-capture.interface", "lo", "-capture.interface", "lo"}, "given twice"},
 		{"sessions.max 0", with("-sessions.max", "0"), "-sessions.max 0"},
 		{"max label sets", with("-geoip.max-label-sets", "70000"), "-geoip.max-label-sets 70000"},
+		// Above what the geoID range leaves once each country's asn 0 is
+		// reserved: validate rejects it, in openGeo's words, before any
+		// database is opened.
+		{"max label sets beyond the reserve", with("-geoip.country-database", "testdata/geo/country.mmdb",
+			"-geoip.asn-database", "testdata/geo/asn.mmdb", "-geoip.max-label-sets", "65000"),
+			"-geoip.max-label-sets 65000: want 1 to 64860"},
 		{"listen address", with("-web.listen-address", "9713"), "-web.listen-address"},
 		{"telemetry path", with("-web.telemetry-path", "metrics"), "-web.telemetry-path"},
 		{"telemetry path root", with("-web.telemetry-path", "/"), "-web.telemetry-path"},

@@ -24,11 +24,6 @@ type metricsConfig struct {
 	geo      *geoResolver  // nil without GeoIP
 	fileMode bool          // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
 	now      func() int64  // the sessions' clock, for a scrape-time sweep; nil = no sweep
-
-	// labels returns the GeoIP label values of a geoID, as
-	// geoResolver.labels does; nil means geo.labels (no labels when geo is
-	// nil). Tests set it to exercise GeoIP-style labels without databases.
-	labels func(geoID) (country string, hasCountry bool, asn string, hasASN bool)
 }
 
 // metricFamily is a metric family of the exposition.
@@ -266,20 +261,13 @@ func newMetrics(cfg metricsConfig) *metrics {
 	if cfg.capture == nil {
 		cfg.capture = &captureStats{}
 	}
-	if cfg.labels == nil {
-		if cfg.geo != nil {
-			cfg.labels = cfg.geo.labels
-		} else {
-			cfg.labels = func(geoID) (string, bool, string, bool) { return "", false, "", false }
-		}
-	}
 	m := &metrics{
 		cfg:            cfg,
 		hdrContentType: []string{contentType},
 		hdrGzip:        []string{"gzip"},
 		hdrVary:        []string{"Accept-Encoding"},
 	}
-	_, m.hasCountry, _, m.hasASN = cfg.labels(0)
+	_, m.hasCountry, _, m.hasASN = cfg.geo.labels(0)
 	if cfg.geo != nil {
 		if m.hasCountry {
 			m.geoDBs = append(m.geoDBs, geoCountry)
@@ -438,7 +426,7 @@ func (m *metrics) currentOrder() *labelOrder {
 		if g != 0 && !t.sets[i].seen.Load() {
 			continue
 		}
-		country, _, asn, _ := m.cfg.labels(g)
+		country, _, asn, _ := m.cfg.geo.labels(g)
 		keys = append(keys, labelKey{set: int32(i), domain: m.cfg.domains[d], country: country, asn: asn})
 	}
 	slices.SortFunc(keys, func(a, b labelKey) int {

@@ -26,13 +26,15 @@ var testGeoLabels = []struct{ country, asn string }{
 	{"ZZ", "0"}, {"US", "15169"}, {"DE", "3320"}, {"NL", "1136"}, {"US", "7922"},
 }
 
-// geoLabelsFunc returns a metricsConfig.labels function over values with
-// the given databases configured.
-func geoLabelsFunc(values []struct{ country, asn string }, country, asn bool) func(geoID) (string, bool, string, bool) {
-	return func(g geoID) (string, bool, string, bool) {
-		v := values[int(g)%len(values)]
-		return v.country, country, v.asn, asn
+// testGeo returns a geoResolver without databases whose geoID g has the
+// labels values[g], as if the given databases were configured: GeoIP-style
+// labels for the exposition tests.
+func testGeo(values []struct{ country, asn string }, country, asn bool) *geoResolver {
+	g := &geoResolver{countryOn: country, asnOn: asn}
+	for _, v := range values {
+		g.sets = append(g.sets, geoLabel{country: v.country, asn: v.asn})
 	}
+	return g
 }
 
 // testDomains are the tunnel domains of the exposition tests.
@@ -83,14 +85,13 @@ func testMetrics(t testing.TB, geo, fileMode bool) *metrics {
 	cfg := metricsConfig{domains: testDomains, capture: &captureStats{}, fileMode: fileMode}
 	if geo {
 		geoIDs = len(testGeoLabels)
-		cfg.geo = &geoResolver{}
+		cfg.geo = testGeo(testGeoLabels, true, true)
 		cfg.geo.stats.errors[geoCountry].Store(3)
 		cfg.geo.stats.errors[geoASN].Store(4)
 		cfg.geo.stats.reloadFailures[geoASN].Store(1)
 		cfg.geo.stats.buildTime[geoCountry].Store(1764547200)
 		cfg.geo.stats.buildTime[geoASN].Store(1764633600)
 		cfg.geo.stats.folded.Store(9)
-		cfg.labels = geoLabelsFunc(testGeoLabels, true, true)
 	}
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 5, domains: len(testDomains), geoIDs: geoIDs})
 	fillTestState(cfg.sessions, cfg.capture)
@@ -186,8 +187,7 @@ func TestExpositionLabels(t *testing.T) {
 			geoIDs := 1
 			if tt.geo {
 				geoIDs = len(testGeoLabels)
-				cfg.geo = &geoResolver{}
-				cfg.labels = geoLabelsFunc(testGeoLabels, tt.country, tt.as)
+				cfg.geo = testGeo(testGeoLabels, tt.country, tt.as)
 			}
 			cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 2, geoIDs: geoIDs})
 			m := newMetrics(cfg)
@@ -273,7 +273,7 @@ func TestExpositionPromtool(t *testing.T) {
 		{name: "no-geo", m: func() *metrics { return testMetrics(t, false, false) }},
 		{name: "geo", m: func() *metrics { return testMetrics(t, true, false) }},
 		{name: "escaping", m: func() *metrics {
-			cfg := metricsConfig{domains: []string{`t.example.com`}, geo: &geoResolver{}, labels: geoLabelsFunc(escaping, true, true)}
+			cfg := metricsConfig{domains: []string{`t.example.com`}, geo: testGeo(escaping, true, true)}
 			cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 1, geoIDs: len(escaping)})
 			for g := range geoID(len(escaping)) {
 				cfg.sessions.query(testSessionPacket(dirQuery, 0, uint64(g), 10), g, 0)
@@ -417,8 +417,7 @@ func TestAcceptsGzip(t *testing.T) {
 // TestExpositionOrderCache: new label sets appear sorted; without new
 // ones the cached order is reused.
 func TestExpositionOrderCache(t *testing.T) {
-	cfg := metricsConfig{domains: testDomains, geo: &geoResolver{}, fileMode: true,
-		labels: geoLabelsFunc(testGeoLabels, true, true)}
+	cfg := metricsConfig{domains: testDomains, geo: testGeo(testGeoLabels, true, true), fileMode: true}
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 2, geoIDs: len(testGeoLabels)})
 	m := newMetrics(cfg)
 	m.appendText(nil)
@@ -465,8 +464,7 @@ func benchMetrics(sets int) *metrics {
 		values[i].asn = strconv.Itoa(1000 + i*37)
 	}
 	values[0] = struct{ country, asn string }{"ZZ", "0"}
-	cfg := metricsConfig{domains: []string{"t.example.com"}, geo: &geoResolver{}, fileMode: true,
-		labels: geoLabelsFunc(values, true, true)}
+	cfg := metricsConfig{domains: []string{"t.example.com"}, geo: testGeo(values, true, true), fileMode: true}
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 1 << 20, domains: 1, geoIDs: sets})
 	for g := range sets {
 		for n := range 3 {

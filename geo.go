@@ -225,6 +225,17 @@ type geoResolver struct {
 	cache [geoCacheSize]geoCacheEntry
 }
 
+// checkMaxLabelSets checks a -geoip.max-label-sets value: 1 to
+// geoMaxLabelSetsLimit, so that the label sets and the ids reserved for
+// each country's asn 0 fit the geoID range. validate and openGeo both
+// use it.
+func checkMaxLabelSets(n int) error {
+	if n < 1 || n > geoMaxLabelSetsLimit {
+		return fmt.Errorf("want 1 to %d", geoMaxLabelSetsLimit)
+	}
+	return nil
+}
+
 // openGeo opens the configured databases. With neither path set it returns
 // nil, nil. Errors name the flag and quote the path.
 func openGeo(cfg geoConfig) (*geoResolver, error) {
@@ -234,8 +245,8 @@ func openGeo(cfg geoConfig) (*geoResolver, error) {
 	if cfg.maxLabelSets == 0 {
 		cfg.maxLabelSets = geoDefaultMaxLabelSets
 	}
-	if cfg.maxLabelSets < 1 || cfg.maxLabelSets > geoMaxLabelSetsLimit {
-		return nil, fmt.Errorf("-geoip.max-label-sets %d: must be between 1 and %d", cfg.maxLabelSets, geoMaxLabelSetsLimit)
+	if err := checkMaxLabelSets(cfg.maxLabelSets); err != nil {
+		return nil, fmt.Errorf("-geoip.max-label-sets %d: %w", cfg.maxLabelSets, err)
 	}
 	dbs, errs := openGeoDBs(cfg)
 	for _, err := range errs {

@@ -265,12 +265,12 @@ func TestGeoOpenErrors(t *testing.T) {
 		{
 			name: "negative max label sets",
 			cfg:  geoConfig{countryPath: geoFixture("country.mmdb"), maxLabelSets: -1},
-			want: `-geoip.max-label-sets -1: must be between 1 and 64860`,
+			want: `-geoip.max-label-sets -1: want 1 to 64860`,
 		},
 		{
 			name: "max label sets too large",
 			cfg:  geoConfig{asnPath: geoFixture("asn.mmdb"), maxLabelSets: 1 << 16},
-			want: `-geoip.max-label-sets 65536: must be between 1 and 64860`,
+			want: `-geoip.max-label-sets 65536: want 1 to 64860`,
 		},
 	}
 	for _, tt := range tests {

@@ -480,7 +480,7 @@ func TestCaptureNamespaces(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pl, stop := startCapture(t, srv, captureConfig{interfaces: tt.interfaces, bufferSize: ringDefaultBufferSize, port: 53})
+			pl, stop := startCapture(t, srv, captureConfig{interfaces: tt.interfaces, bufferSize: defaultBufferSize, port: 53})
 			want := sendPlan(t, cli, testPlan("192.0.2.1", "2001:db8::1"))
 			waitReceived(t, pl, uint64(want.seen))
 			stop()
@@ -506,7 +506,7 @@ func TestCaptureLoopback(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pl, stop := startCapture(t, ns, captureConfig{interfaces: tt.interfaces, bufferSize: ringDefaultBufferSize, port: 53})
+			pl, stop := startCapture(t, ns, captureConfig{interfaces: tt.interfaces, bufferSize: defaultBufferSize, port: 53})
 			want := sendPlan(t, ns, testPlan("127.0.0.1", "::1"))
 			// Every datagram passes lo twice (PACKET_OUTGOING, then
 			// PACKET_HOST): both are received, one is counted.
@@ -548,7 +548,7 @@ func TestCaptureBridgeDuplicates(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pl, stop := startCapture(t, br, captureConfig{interfaces: tt.interfaces, bufferSize: ringDefaultBufferSize, port: 53})
+			pl, stop := startCapture(t, br, captureConfig{interfaces: tt.interfaces, bufferSize: defaultBufferSize, port: 53})
 			want := sendPlan(t, cli, testPlan("192.0.2.1", "2001:db8::1"))
 			// Every datagram passes the port and the bridge device.
 			waitReceived(t, pl, uint64(2*want.seen))
@@ -765,7 +765,7 @@ func TestCaptureReplay(t *testing.T) {
 	// Address every frame to the server veth, as on the lab's bridge.
 	pcap := filepath.Join(t.TempDir(), "replay.pcap")
 	runCmd(t, "tcprewrite", "--enet-dmac="+testServerMAC, "--infile=testdata/pcap/visible-small.pcap", "--outfile="+pcap)
-	pl, stop := startCapture(t, srv, captureConfig{interfaces: []string{"vs"}, bufferSize: ringDefaultBufferSize, port: 53})
+	pl, stop := startCapture(t, srv, captureConfig{interfaces: []string{"vs"}, bufferSize: defaultBufferSize, port: 53})
 	// A fixed rate: a burst above the veth's backlog (1000) would be
 	// dropped before any tap sees it.
 	runCmd(t, "ip", "netns", "exec", cli, "tcpreplay", "--quiet", "--pps=20000", "--intf1=vc", pcap)
@@ -807,7 +807,7 @@ func TestCaptureInterfaceDownAndRemoved(t *testing.T) {
 	startResponder(t, srv, "[::]:53")
 	var c *capture
 	if err := inNetns(srv, func() (err error) {
-		c, err = openCapture(captureConfig{interfaces: []string{"vs"}, bufferSize: ringDefaultBufferSize, port: 53})
+		c, err = openCapture(captureConfig{interfaces: []string{"vs"}, bufferSize: defaultBufferSize, port: 53})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -864,10 +864,18 @@ func TestCaptureInterfaceDownAndRemoved(t *testing.T) {
 func TestCaptureStopLatency(t *testing.T) {
 	requireRoot(t)
 	ns := newNetns(t, "stop")
-	_, stop := startCapture(t, ns, captureConfig{bufferSize: ringDefaultBufferSize, port: 53})
+	_, stop := startCapture(t, ns, captureConfig{bufferSize: defaultBufferSize, port: 53})
 	start := time.Now()
 	stop() // fails the test if run does not return within 5 s
 	if d := time.Since(start); d > 2*ringPollMs*time.Millisecond {
 		t.Errorf("run took %v to notice stop, want at most %v", d, 2*ringPollMs*time.Millisecond)
 	}
+}
+
+// captureNeedsDedup reports whether copies of one datagram can appear on
+// several captured interfaces (all interfaces, or more than one named):
+// then the pipeline needs the SPEC section 3 duplicate table, as runLive
+// decides.
+func captureNeedsDedup(cfg captureConfig) bool {
+	return len(cfg.interfaces) != 1
 }

@@ -110,6 +110,23 @@ const (
 	ipv6HeaderLen    = 40 // RFC 8200 section 3
 	udpHeaderLen     = 8  // RFC 768
 
+	// Field offsets from the start of each header. ring.go's BPF filter
+	// reads the same fields.
+	ipv4TotalLenOff   = 2  // RFC 791: total length
+	ipv4FragOff       = 6  // flags and fragment offset
+	ipv4ProtoOff      = 9  // protocol
+	ipv4SrcOff        = 12 // source address
+	ipv4DstOff        = 16 // destination address
+	ipv6PayloadLenOff = 4  // RFC 8200 section 3: payload length
+	ipv6NextOff       = 6  // next header
+	ipv6SrcOff        = 8  // source address
+	ipv6DstOff        = 24 // destination address
+	ipv6ExtLenOff     = 1  // extension header: length, after its next header
+	ipv6FragFieldOff  = 2  // fragment header: offset and flags
+	udpSrcPortOff     = 0  // RFC 768
+	udpDstPortOff     = 2
+	udpLenOff         = 4
+
 	protoUDP = 17 // IANA protocol number
 
 	// IPv6 extension headers walked to find UDP (RFC 8200 section 4,
@@ -165,14 +182,14 @@ func (d *decoder) decodeIPv4(b []byte, p *dnsttPacket) ignoreReason {
 		return ignoreNotUDP
 	}
 	ihl := int(b[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(b[2:4]))
+	total := int(binary.BigEndian.Uint16(b[ipv4TotalLenOff:]))
 	if ihl < ipv4MinHeaderLen || len(b) < ihl || total < ihl {
 		return ignoreNotUDP
 	}
-	if b[9] != protoUDP {
+	if b[ipv4ProtoOff] != protoUDP {
 		return ignoreNotUDP
 	}
-	frag := binary.BigEndian.Uint16(b[6:8])
+	frag := binary.BigEndian.Uint16(b[ipv4FragOff:])
 	if frag&ipv4FragOffMask != 0 {
 		return ignoreFragment
 	}
@@ -184,9 +201,9 @@ func (d *decoder) decodeIPv4(b []byte, p *dnsttPacket) ignoreReason {
 		return r
 	}
 	if p.dir == dirQuery {
-		p.resolver = netip.AddrFrom4([4]byte(b[12:16]))
+		p.resolver = netip.AddrFrom4([4]byte(b[ipv4SrcOff:]))
 	} else {
-		p.resolver = netip.AddrFrom4([4]byte(b[16:20]))
+		p.resolver = netip.AddrFrom4([4]byte(b[ipv4DstOff:]))
 	}
 	return ignoreNone
 }
@@ -199,14 +216,14 @@ func (d *decoder) decodeIPv6(b []byte, p *dnsttPacket) ignoreReason {
 	}
 	// A payload length of 0 is a jumbogram (RFC 2675) or carries nothing:
 	// neither holds a UDP header we can use.
-	end := ipv6HeaderLen + int(binary.BigEndian.Uint16(b[4:6]))
+	end := ipv6HeaderLen + int(binary.BigEndian.Uint16(b[ipv6PayloadLenOff:]))
 	if end == ipv6HeaderLen {
 		return ignoreNotUDP
 	}
 	if len(b) > end {
 		b = b[:end] // Ethernet padding
 	}
-	next, off, fragmented := b[6], ipv6HeaderLen, false
+	next, off, fragmented := b[ipv6NextOff], ipv6HeaderLen, false
 	for range maxIPv6ExtHeaders {
 		if next == protoUDP {
 			break
@@ -216,14 +233,14 @@ func (d *decoder) decodeIPv6(b []byte, p *dnsttPacket) ignoreReason {
 		}
 		switch next {
 		case ipv6HopByHop, ipv6Routing, ipv6DestOptions:
-			next, off = b[off], off+(int(b[off+1])+1)*8
+			next, off = b[off], off+(int(b[off+ipv6ExtLenOff])+1)*8
 		case ipv6AuthHeader:
-			next, off = b[off], off+(int(b[off+1])+2)*4
+			next, off = b[off], off+(int(b[off+ipv6ExtLenOff])+2)*4
 		case ipv6Fragment:
 			if len(b) < off+ipv6FragHdrLen {
 				return ignoreNotUDP
 			}
-			f := binary.BigEndian.Uint16(b[off+2 : off+4])
+			f := binary.BigEndian.Uint16(b[off+ipv6FragFieldOff:])
 			next, off = b[off], off+ipv6FragHdrLen
 			if f&ipv6FragOffMask != 0 {
 				// The rest of a later fragment is payload, not headers:
@@ -246,9 +263,9 @@ func (d *decoder) decodeIPv6(b []byte, p *dnsttPacket) ignoreReason {
 		return r
 	}
 	if p.dir == dirQuery {
-		p.resolver = netip.AddrFrom16([16]byte(b[8:24]))
+		p.resolver = netip.AddrFrom16([16]byte(b[ipv6SrcOff:]))
 	} else {
-		p.resolver = netip.AddrFrom16([16]byte(b[24:40]))
+		p.resolver = netip.AddrFrom16([16]byte(b[ipv6DstOff:]))
 	}
 	return ignoreNone
 }
@@ -261,12 +278,12 @@ func (d *decoder) decodeUDP(b []byte, ipPayloadLen int, fragmented bool, p *dnst
 	if len(b) < udpHeaderLen {
 		return ignoreNotUDP
 	}
-	ulen := int(binary.BigEndian.Uint16(b[4:6]))
+	ulen := int(binary.BigEndian.Uint16(b[udpLenOff:]))
 	if ulen < udpHeaderLen || (!fragmented && ulen > ipPayloadLen) {
 		return ignoreNotUDP
 	}
-	sport := binary.BigEndian.Uint16(b[0:2])
-	dport := binary.BigEndian.Uint16(b[2:4])
+	sport := binary.BigEndian.Uint16(b[udpSrcPortOff:])
+	dport := binary.BigEndian.Uint16(b[udpDstPortOff:])
 	if sport != d.port && dport != d.port {
 		return ignoreWrongPort
 	}

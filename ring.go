@@ -22,28 +22,24 @@ import (
 // the IP and UDP headers, the DNS header and the whole question; byte counts
 // come from the UDP length field, so nothing after the question is needed.
 // The worst case is IPv6 (an IPv4 header is at most 60 bytes, less than
-// the IPv6 header plus the extension-header allowance).
+// the IPv6 header plus the extension-header allowance). The header lengths
+// are the decoder's (packet.go, dnsname.go).
 const (
-	snapIPv6HeaderLen = 40  // fixed IPv6 header (RFC 8200 section 3)
-	snapIPv6ExtLen    = 192 // extension headers kept: hop-by-hop, routing, fragment (8), destination options, AH
-	snapUDPHeaderLen  = 8   // RFC 768
-	snapDNSHeaderLen  = 12  // RFC 1035 section 4.1.1
-	snapNameLen       = 255 // longest question name on the wire (RFC 1035 section 2.3.4)
-	snapQuestionTail  = 4   // QTYPE and QCLASS
+	snapIPv6ExtLen = 192 // extension headers kept: hop-by-hop, routing, fragment (8), destination options, AH
 
 	// ringSnapLen is 511 bytes: every DNS question behind up to 192 bytes
 	// of IPv6 extension headers fits. A longer packet is cut (the ring
 	// frame records its full length; the decoder counts the UDP length).
-	ringSnapLen = snapIPv6HeaderLen + snapIPv6ExtLen + snapUDPHeaderLen +
-		snapDNSHeaderLen + snapNameLen + snapQuestionTail
+	ringSnapLen = ipv6HeaderLen + snapIPv6ExtLen + udpHeaderLen +
+		dnsHeaderLen + dnsMaxNameLen + dnsQTailLen
 )
 
 // Ring geometry and timing.
 const (
-	// ringDefaultBufferSize is the default -capture.buffer-size, per socket:
-	// 4 MiB holds about 7,000 full-snap frames, 70 ms of 100,000 packets/s,
-	// which covers scheduling stalls of the reader on a busy 2-core host.
-	ringDefaultBufferSize = 4 << 20
+	// ringMinBufferSize and ringMaxBufferSize bound -capture.buffer-size
+	// (checkRingBufferSize): a 128 KiB ring has 4 blocks of 32 KiB.
+	ringMinBufferSize = 128 << 10
+	ringMaxBufferSize = 1 << 30
 	// ringMaxBlockSize is the block size for buffers of 4 blocks or more:
 	// a block is handed to user space whole, so smaller blocks keep more
 	// of the ring in the kernel's hands while the reader works on one.
@@ -149,22 +145,25 @@ func monotonicNow() int64 {
 	return ts.Nano()
 }
 
-// captureNeedsDedup reports whether copies of one datagram can appear on
-// several captured interfaces (all interfaces, or more than one named):
-// then the pipeline needs the SPEC section 3 duplicate table.
-func captureNeedsDedup(cfg captureConfig) bool {
-	return len(cfg.interfaces) != 1
+// checkRingBufferSize checks a ring size of size bytes on a machine with
+// pages of pageSize: ringMinBufferSize to ringMaxBufferSize, and at least
+// ringMinBlocks pages, which only pages over 32 KiB make more than the
+// minimum. validate and ringGeometry both use it.
+func checkRingBufferSize(size, pageSize int) error {
+	lo := max(ringMinBufferSize, ringMinBlocks*max(pageSize, ringFrameSize))
+	if size < lo || size > ringMaxBufferSize {
+		return fmt.Errorf("want %s to %s", formatByteSize(lo), formatByteSize(ringMaxBufferSize))
+	}
+	return nil
 }
 
 // ringGeometry splits a buffer of bufferSize bytes into blocks: blocks of
 // ringMaxBlockSize when there are at least ringMinBlocks of them, otherwise
 // smaller power-of-two blocks of at least one page.
+// It fails as validate does for a size checkRingBufferSize rejects.
 func ringGeometry(bufferSize, pageSize int) (blockSize, blockNr int, err error) {
-	if minSize := ringMinBlocks * max(pageSize, ringFrameSize); bufferSize < minSize {
-		return 0, 0, fmt.Errorf("-capture.buffer-size %d: less than the minimum of %d bytes", bufferSize, minSize)
-	}
-	if bufferSize > 1<<30 {
-		return 0, 0, fmt.Errorf("-capture.buffer-size %d: more than the maximum of %d bytes", bufferSize, 1<<30)
+	if err := checkRingBufferSize(bufferSize, pageSize); err != nil {
+		return 0, 0, fmt.Errorf("-capture.buffer-size %s: %w", formatByteSize(bufferSize), err)
 	}
 	blockSize = ringMaxBlockSize
 	for blockSize > pageSize && bufferSize/blockSize < ringMinBlocks {
@@ -193,27 +192,28 @@ const (
 )
 
 // Offsets and values the filter reads, from the start of the IP header:
-// the start of the data a SOCK_DGRAM packet socket's filter sees.
+// the start of the data a SOCK_DGRAM packet socket's filter sees. The
+// offsets and masks are the decoder's (packet.go).
 const (
-	bpfIPv4ProtoOff    = 9 // IPv4 protocol (RFC 791)
-	bpfIPv4FragOff     = 6 // IPv4 flags and fragment offset
-	bpfIPv4FragMask    = 0x1fff
-	bpfIPv6NextOff     = 6                     // IPv6 next header (RFC 8200 section 3)
-	bpfExtNextOff      = snapIPv6HeaderLen     // first extension header: its next header
-	bpfExtLenOff       = snapIPv6HeaderLen + 1 // and its length in 8-byte units, not counting the first 8
-	bpfFragOffsetOff   = snapIPv6HeaderLen + 2 // fragment header: offset and flags
-	bpfFragOffsetMask  = 0xfff8                // the fragment offset
-	bpfFragHeaderLen   = 8                     // RFC 8200 section 4.5
-	bpfUDPSrcPortOff   = 0                     // from the UDP header
-	bpfUDPDstPortOff   = 2                     //
-	bpfProtoUDP        = unix.IPPROTO_UDP      //
-	bpfIPv6HopByHop    = unix.IPPROTO_HOPOPTS  // IPv6 extension headers (RFC 8200 section 4)
-	bpfIPv6Routing     = unix.IPPROTO_ROUTING  //
-	bpfIPv6Fragment    = unix.IPPROTO_FRAGMENT //
-	bpfIPv6DestOptions = unix.IPPROTO_DSTOPTS  //
-	bpfIPv6AH          = unix.IPPROTO_AH       // RFC 4302
-	bpfEtherTypeIPv4   = unix.ETH_P_IP         //
-	bpfEtherTypeIPv6   = unix.ETH_P_IPV6       //
+	bpfIPv4ProtoOff    = ipv4ProtoOff                     // IPv4 protocol (RFC 791)
+	bpfIPv4FragOff     = ipv4FragOff                      // IPv4 flags and fragment offset
+	bpfIPv4FragMask    = ipv4FragOffMask                  //
+	bpfIPv6NextOff     = ipv6NextOff                      // IPv6 next header (RFC 8200 section 3)
+	bpfExtNextOff      = ipv6HeaderLen                    // first extension header: its next header
+	bpfExtLenOff       = ipv6HeaderLen + ipv6ExtLenOff    // and its length in 8-byte units, not counting the first 8
+	bpfFragOffsetOff   = ipv6HeaderLen + ipv6FragFieldOff // fragment header: offset and flags
+	bpfFragOffsetMask  = ipv6FragOffMask                  // the fragment offset
+	bpfFragHeaderLen   = ipv6FragHdrLen                   // RFC 8200 section 4.5
+	bpfUDPSrcPortOff   = udpSrcPortOff                    // from the UDP header
+	bpfUDPDstPortOff   = udpDstPortOff                    //
+	bpfProtoUDP        = unix.IPPROTO_UDP                 //
+	bpfIPv6HopByHop    = unix.IPPROTO_HOPOPTS             // IPv6 extension headers (RFC 8200 section 4)
+	bpfIPv6Routing     = unix.IPPROTO_ROUTING             //
+	bpfIPv6Fragment    = unix.IPPROTO_FRAGMENT            //
+	bpfIPv6DestOptions = unix.IPPROTO_DSTOPTS             //
+	bpfIPv6AH          = unix.IPPROTO_AH                  // RFC 4302
+	bpfEtherTypeIPv4   = unix.ETH_P_IP                    //
+	bpfEtherTypeIPv6   = unix.ETH_P_IPV6                  //
 )
 
 // bpfLine is one instruction of a filter in source form: jumps name their
@@ -278,7 +278,7 @@ func captureFilter(port uint16) []unix.SockFilter {
 		{code: bpfJa, jt: "ports"}, // X = IPv4 header length
 		// IPv6.
 		{label: "ipv6", code: bpfJeq, k: bpfEtherTypeIPv6, jf: "drop"},
-		{code: bpfLdxK, k: snapIPv6HeaderLen},
+		{code: bpfLdxK, k: ipv6HeaderLen},
 		{code: bpfLdB, k: bpfIPv6NextOff},
 		{code: bpfJeq, k: bpfProtoUDP, jt: "ports"},
 		{code: bpfJeq, k: bpfIPv6Fragment, jt: "fragment"},
@@ -289,13 +289,13 @@ func captureFilter(port uint16) []unix.SockFilter {
 		// A fragment header: later fragments carry no UDP header.
 		{label: "fragment", code: bpfLdH, k: bpfFragOffsetOff},
 		{code: bpfJset, k: bpfFragOffsetMask, jt: "drop"},
-		{code: bpfLdxK, k: snapIPv6HeaderLen + bpfFragHeaderLen},
+		{code: bpfLdxK, k: ipv6HeaderLen + bpfFragHeaderLen},
 		{code: bpfJa, jt: "second"},
 		// Hop-by-hop, routing, destination options: X = 40 + (len+1)*8.
 		{label: "ext", code: bpfLdB, k: bpfExtLenOff},
 		{code: bpfAddK, k: 1},
 		{code: bpfLshK, k: 3},
-		{code: bpfAddK, k: snapIPv6HeaderLen},
+		{code: bpfAddK, k: ipv6HeaderLen},
 		{code: bpfTax},
 		// The header after the first extension header.
 		{label: "second", code: bpfLdB, k: bpfExtNextOff},

@@ -238,28 +238,29 @@ func TestRingGeometry(t *testing.T) {
 	tests := []struct {
 		name       string
 		bufferSize int
+		pageSize   int
 		blockSize  int
 		blockNr    int
-		wantErr    bool
+		wantErr    string
 	}{
-		{"default", ringDefaultBufferSize, 256 << 10, 16, false},
-		{"1 MiB", 1 << 20, 256 << 10, 4, false},
-		{"512 KiB", 512 << 10, 128 << 10, 4, false},
-		{"not a block multiple", 4<<20 + 1000, 256 << 10, 16, false},
-		{"64 MiB", 64 << 20, 256 << 10, 256, false},
-		{"smallest", 16 << 10, 4 << 10, 4, false},
-		{"too small", 16<<10 - 1, 0, 0, true},
-		{"too large", 1<<30 + 1, 0, 0, true},
+		{"default", defaultBufferSize, 4096, 256 << 10, 16, ""},
+		{"1 MiB", 1 << 20, 4096, 256 << 10, 4, ""},
+		{"512 KiB", 512 << 10, 4096, 128 << 10, 4, ""},
+		{"not a block multiple", 4<<20 + 1000, 4096, 256 << 10, 16, ""},
+		{"64 MiB", 64 << 20, 4096, 256 << 10, 256, ""},
+		{"smallest", ringMinBufferSize, 4096, 32 << 10, 4, ""},
+		{"largest", ringMaxBufferSize, 4096, 256 << 10, 4096, ""},
+		{"too small", ringMinBufferSize - 1, 4096, 0, 0, "-capture.buffer-size 131071: want 128KiB to 1GiB"},
+		{"too large", ringMaxBufferSize + 1, 4096, 0, 0, "-capture.buffer-size 1073741825: want 128KiB to 1GiB"},
+		{"64 KiB pages", 256 << 10, 64 << 10, 64 << 10, 4, ""},
+		{"64 KiB pages, too small", 128 << 10, 64 << 10, 0, 0, "-capture.buffer-size 128KiB: want 256KiB to 1GiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bs, nr, err := ringGeometry(tt.bufferSize, 4096)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("ringGeometry(%d) error = %v, want error %v", tt.bufferSize, err, tt.wantErr)
-			}
-			if err != nil {
-				if !strings.HasPrefix(err.Error(), "-capture.buffer-size ") {
-					t.Errorf("error %q does not name the flag", err)
+			bs, nr, err := ringGeometry(tt.bufferSize, tt.pageSize)
+			if err != nil || tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("ringGeometry(%d, %d) error = %v, want %q", tt.bufferSize, tt.pageSize, err, tt.wantErr)
 				}
 				return
 			}
@@ -465,9 +466,9 @@ func TestOpenCaptureErrors(t *testing.T) {
 		cfg  captureConfig
 		want string
 	}{
-		{"no such interface", captureConfig{interfaces: []string{"nosuch0dnstt"}, bufferSize: ringDefaultBufferSize, port: 53}, `-capture.interface "nosuch0dnstt": no such network interface`},
-		{"name too long", captureConfig{interfaces: []string{"averyveryverylonginterfacename"}, bufferSize: ringDefaultBufferSize, port: 53}, `-capture.interface "averyveryverylonginterfacename": `},
-		{"second interface missing", captureConfig{interfaces: []string{"lo", "nosuch0dnstt"}, bufferSize: ringDefaultBufferSize, port: 53}, `"nosuch0dnstt": no such network interface`},
+		{"no such interface", captureConfig{interfaces: []string{"nosuch0dnstt"}, bufferSize: defaultBufferSize, port: 53}, `-capture.interface "nosuch0dnstt": no such network interface`},
+		{"name too long", captureConfig{interfaces: []string{"averyveryverylonginterfacename"}, bufferSize: defaultBufferSize, port: 53}, `-capture.interface "averyveryverylonginterfacename": `},
+		{"second interface missing", captureConfig{interfaces: []string{"lo", "nosuch0dnstt"}, bufferSize: defaultBufferSize, port: 53}, `"nosuch0dnstt": no such network interface`},
 		{"buffer too small", captureConfig{bufferSize: 1000, port: 53}, "-capture.buffer-size 1000: "},
 	}
 	for _, tt := range tests {
