@@ -315,6 +315,28 @@ func captureFilter(port uint16) []unix.SockFilter {
 	})
 }
 
+// interfaceIndex returns the index of the named interface. It asks on a
+// plain AF_UNIX socket, which needs no privilege (netdevice(7):
+// SIOCGIFINDEX works on any socket).
+func interfaceIndex(name string) (int, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, fmt.Errorf("-capture.interface %q: %w", name, err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("-capture.interface %q: %w", name, os.NewSyscallError("socket", err))
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		if err == unix.ENODEV {
+			return 0, fmt.Errorf("-capture.interface %q: no such network interface (see ip link)", name)
+		}
+		return 0, fmt.Errorf("-capture.interface %q: %w", name, os.NewSyscallError("ioctl SIOCGIFINDEX", err))
+	}
+	return int(ifr.Uint32()), nil
+}
+
 // openCapture opens one ring per configured interface, or one for all
 // interfaces when none is named. Nothing is left open when it fails: the
 // error is one line naming the interface and the fix where there is one.
@@ -323,12 +345,24 @@ func openCapture(cfg captureConfig) (*capture, error) {
 	if len(names) == 0 {
 		names = []string{""}
 	}
+	// Every name is looked up before any packet socket is opened: a wrong
+	// name is reported as such, with or without CAP_NET_RAW.
+	ifindexes := make([]int, len(names))
+	for i, name := range names {
+		if name == "" {
+			continue
+		}
+		var err error
+		if ifindexes[i], err = interfaceIndex(name); err != nil {
+			return nil, err
+		}
+	}
 	c := &capture{clock: cfg.clock}
 	if c.clock == nil {
 		c.clock = monotonicNow
 	}
-	for _, name := range names {
-		r, err := openRing(name, cfg)
+	for i, name := range names {
+		r, err := openRing(name, ifindexes[i], cfg)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -341,8 +375,9 @@ func openCapture(cfg captureConfig) (*capture, error) {
 // openRing sets up one socket: created with protocol 0 so that it receives
 // nothing until bound, the filter attached and the ring mapped before the
 // bind, so that no packet is ever queued outside the ring or unfiltered.
-// name "" binds to ifindex 0: all interfaces, also ones created later.
-func openRing(name string, cfg captureConfig) (_ *ring, err error) {
+// ifindex is name's index (interfaceIndex); name "" binds to ifindex 0:
+// all interfaces, also ones created later.
+func openRing(name string, ifindex int, cfg captureConfig) (_ *ring, err error) {
 	blockSize, blockNr, err := ringGeometry(cfg.bufferSize, os.Getpagesize())
 	if err != nil {
 		return nil, err
@@ -365,21 +400,6 @@ func openRing(name string, cfg captureConfig) (_ *ring, err error) {
 		return nil, r.wrap("socket", err)
 	}
 	r.fd = fd
-
-	ifindex := 0
-	if r.named {
-		ifr, err := unix.NewIfreq(name)
-		if err != nil {
-			return nil, fmt.Errorf("-capture.interface %q: %w", name, err)
-		}
-		if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
-			if err == unix.ENODEV {
-				return nil, fmt.Errorf("-capture.interface %q: no such network interface (see ip link)", name)
-			}
-			return nil, r.wrap("ioctl SIOCGIFINDEX", err)
-		}
-		ifindex = int(ifr.Uint32())
-	}
 
 	filter := captureFilter(cfg.port)
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
