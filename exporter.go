@@ -442,12 +442,10 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	log := newLogger(stderr, cfg)
-	// Parts that log on their own (the GeoIP reload) use the default logger.
-	slog.SetDefault(log)
 	if cfg.auth != nil {
 		warnReadableSecrets(log, cfg.basicAuthFile, cfg.bearerFile)
 	}
-	geo, err := openGeo(cfg.geo)
+	geo, err := openGeo(cfg.geo, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return exitUsage
@@ -631,15 +629,14 @@ wait:
 }
 
 // reloadGeo reloads the GeoIP databases on SIGHUP. reload logs each
-// database's outcome itself and keeps a database whose new file fails.
+// database's outcome itself, a failure once, and keeps a database whose
+// new file fails; its error is not logged again here.
 func reloadGeo(g *geoResolver, log *slog.Logger) {
 	if g == nil {
 		log.Info("SIGHUP: no GeoIP database to reload")
 		return
 	}
-	if err := g.reload(); err != nil {
-		log.Warn("SIGHUP: GeoIP reload incomplete; the databases that failed are kept as they were")
-	}
+	_ = g.reload()
 }
 
 // openLiveCapture opens the live capture for cfg on clock, the clock the

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"flag"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -30,7 +31,7 @@ var testGeoLabels = []struct{ country, asn string }{
 // labels values[g], as if the given databases were configured: GeoIP-style
 // labels for the exposition tests.
 func testGeo(values []struct{ country, asn string }, country, asn bool) *geoResolver {
-	g := &geoResolver{countryOn: country, asnOn: asn}
+	g := &geoResolver{countryOn: country, asnOn: asn, log: slog.New(slog.DiscardHandler)}
 	for _, v := range values {
 		g.sets = append(g.sets, geoLabel{country: v.country, asn: v.asn})
 	}
@@ -584,7 +585,7 @@ func TestExpositionRealGeo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			geo, err := openGeo(tt.cfg)
+			geo, err := openGeo(tt.cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -202,6 +202,7 @@ type geoResolver struct {
 	seed  uint64
 	state atomic.Pointer[geoState]
 
+	log       *slog.Logger // the reload's and the cap's messages
 	cfg       geoConfig
 	countryOn bool
 	asnOn     bool
@@ -236,9 +237,9 @@ func checkMaxLabelSets(n int) error {
 	return nil
 }
 
-// openGeo opens the configured databases. With neither path set it returns
-// nil, nil. Errors name the flag and quote the path.
-func openGeo(cfg geoConfig) (*geoResolver, error) {
+// openGeo opens the configured databases; the resolver logs to log (nil:
+// nowhere). With neither path set it returns nil, nil. Errors name the flag and quote the path.
+func openGeo(cfg geoConfig, log *slog.Logger) (*geoResolver, error) {
 	if cfg.countryPath == "" && cfg.asnPath == "" {
 		return nil, nil
 	}
@@ -255,7 +256,11 @@ func openGeo(cfg geoConfig) (*geoResolver, error) {
 			return nil, err
 		}
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	g := &geoResolver{
+		log:       log,
 		cfg:       cfg,
 		countryOn: cfg.countryPath != "",
 		asnOn:     cfg.asnPath != "",
@@ -666,7 +671,7 @@ func (g *geoResolver) intern(k geoRecord) (id geoID, folded bool) {
 		k.asn = 0
 		if !g.foldLogged {
 			g.foldLogged = true
-			slog.Default().Warn("GeoIP label sets reached -geoip.max-label-sets: new (country, asn) combinations are counted under asn \"0\" of their country",
+			g.log.Warn("GeoIP label sets reached -geoip.max-label-sets: new (country, asn) combinations are counted under asn \"0\" of their country",
 				"max_label_sets", g.maxSets)
 		}
 		if id, ok := g.ids[k]; ok {
@@ -760,7 +765,7 @@ func (g *geoResolver) reload() error {
 	for db := range geoDatabaseCount {
 		if errs[db] != nil {
 			g.stats.reloadFailures[db].Add(1)
-			slog.Default().Error("GeoIP reload failed, keeping the loaded database", "err", errs[db])
+			g.log.Error("GeoIP reload failed, keeping the loaded database", "err", errs[db])
 			next.dbs[db] = old.dbs[db]
 			continue
 		}
@@ -774,7 +779,7 @@ func (g *geoResolver) reload() error {
 		for db, d := range next.dbs {
 			if changed[db] {
 				info := g.info(geoDatabase(db), d)
-				slog.Default().Info("GeoIP database reloaded", "flag", info.flag, "path", info.path,
+				g.log.Info("GeoIP database reloaded", "flag", info.flag, "path", info.path,
 					"type", info.databaseType, "build_time", info.buildTime.UTC().Format(time.RFC3339))
 			}
 		}
