@@ -257,8 +257,7 @@ func (w *nameWalk) labelAt(off int) bool {
 // is truncated, longer than dnsMaxNameLen, or holds a compression pointer
 // or a reserved label type.
 //
-// It is a function of its own so that the offset chain it follows stays
-// in registers: inlined into parseMessage, it spilled per label.
+// It stays out of line; BenchmarkDecodeQueryIPv4 says why.
 //
 //go:noinline
 func walkName(q []byte, w *nameWalk, t *domainTable) bool {
@@ -331,8 +330,8 @@ func walkName(q []byte, w *nameWalk, t *domainTable) bool {
 // across label boundaries with no per-word mark load, and without a
 // branch or call per word (a prefix that fails is rare). The lanes of the
 // last word from end on (the domain, at least 3 bytes, and the type and
-// class follow) are patched too. The constants live in locals so that
-// the compiler keeps them in registers.
+// class follow) are patched too. The constants are copied into locals
+// (BenchmarkDecodeQueryIPv4 says why).
 func validRegularPrefix(q []byte, end int) bool {
 	n := (end + 7) &^ 7
 	if len(q) < n || n < 16 || end > dnsMaxNameLen {
@@ -345,8 +344,7 @@ func validRegularPrefix(q []byte, end int) bool {
 	last := n - 8 // the last word, which may hold bytes from end on
 	q = q[:n]
 	i := 0
-	// acc folds one word in; words go in one at a time so that few
-	// values are live at once and the constants stay in registers.
+	// acc folds one word in; words go in one at a time.
 	acc := func(x uint64) {
 		good &= base32Lanes(x, fold, geA, gtZ, ge2, gt7)
 		high |= x
@@ -429,10 +427,7 @@ const labelPatch = 'a'
 // The prefix is checked eight bytes at a time, four words per step,
 // across label boundaries, with the length bytes patched by XORing the
 // marks in, and without a branch or call per word (a prefix that fails is
-// rare): Go's calls save no registers, so a slow path in the loop made
-// every step reload its state. The XOR folds into one instruction with
-// its load, where masking the check's result took three (load, NOT, AND;
-// GOAMD64=v1 has no ANDN). The last word may run past end into the
+// rare; BenchmarkDecodeQueryIPv4 says why). The last word may run past end into the
 // domain and the question's type and class; those lanes are patched too,
 // by marks written there.
 func validPrefix(q []byte, end int, marks *labelMarks) bool {
@@ -525,8 +520,7 @@ func lower8(x uint64) uint64 {
 type swarConsts struct{ fold, geA, gtZ, ge2, gt7 uint64 }
 
 // swarBase32 holds base32Lanes' constants; it is never written. The
-// prefix checks copy them into locals before their loops (see
-// BenchmarkDecodeQueryIPv4 for why).
+// prefix checks copy them into locals before their loops.
 var swarBase32 = swarConsts{
 	fold: swarOnes * 0x20,
 	geA:  swarOnes * (0x80 - 'a'),

@@ -794,6 +794,24 @@ func benchDecode(b *testing.B, pkt []byte, want ignoreReason) {
 
 // BenchmarkDecodeQueryIPv4 decodes the longest real IPv4 data query of the
 // capture (four labels, about 230 base32 characters).
+//
+// It guards code shapes in dnsname.go chosen for how the Go compiler
+// (1.26, amd64) allocates registers; re-check them against this benchmark
+// after a Go upgrade, they may no longer pay:
+//   - walkName is //go:noinline: inlined into parseMessage, the offset
+//     chain it follows spilled to the stack once per label.
+//   - validRegularPrefix and validPrefix copy swarBase32's constants into
+//     locals and fold one word at a time through base32Lanes, which takes
+//     them one by one: a struct of five is kept in memory and reloaded at
+//     every use, and few live values keep the constants in registers.
+//   - The prefix loops have no call or slow-path branch per word: Go's
+//     calls save no registers, so a slow path in the loop made every step
+//     reload its state. validPrefix XORs the marks in, which folds into
+//     one instruction with its load, where masking the check's result took
+//     three (load, NOT, AND; GOAMD64=v1 has no ANDN).
+//   - base32Lanes uses additions only: each bound compiles to a
+//     three-operand LEA, where the subtractions from a constant of
+//     base32Bad needed a copy first (12 instructions per word from 16).
 func BenchmarkDecodeQueryIPv4(b *testing.B) {
 	benchDecode(b, testLongestQuery(b, 4), ignoreNone)
 }

@@ -240,8 +240,8 @@ func (t *sessionTable) expired(last, now uint32) bool {
 // when live, packet time in file mode) from a resolver of geoID g.
 //
 // It handles the common case inline: a tracked session, still active, whose
-// label set has not changed. Everything else goes to querySlow, which keeps
-// the hot path small enough to stay in registers.
+// label set has not changed. Everything else goes to querySlow, kept out
+// of line (BenchmarkSessionUpdate says why).
 func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 	d := p.domain
 	if int(d) >= t.domains {
