@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -58,29 +57,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runResult is the outcome of one run of the binary.
+// runResult is the outcome of one run of the program.
 type runResult struct {
 	stdout, stderr string
 	code           int
 }
 
-// runBinary runs the binary with args and stdin (may be nil), bounded in time.
-func runBinary(t *testing.T, stdin io.Reader, args ...string) runResult {
+// runExecute runs the program in-process through execute, with stdin
+// (nil: empty) and captured output, so that go test -cover sees it. Only
+// tests that signal the process start the binary.
+func runExecute(t *testing.T, stdin io.Reader, args ...string) runResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testBinary, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run %v: %v", args, err)
+	if stdin == nil {
+		stdin = strings.NewReader("")
 	}
+	var out, errb bytes.Buffer
+	code := execute(args, stdin, &out, &errb)
 	return runResult{out.String(), errb.String(), code}
 }
 
@@ -150,9 +142,46 @@ func writeTempFile(t *testing.T, name string, b []byte) string {
 	return p
 }
 
+// TestFileModeGolden runs the real capture through the whole program in
+// file mode, without and with the GeoIP fixtures, and compares the output
+// byte for byte with testdata/visible-small*.golden. go test -run
+// FileModeGolden -update rewrites them; review the diff.
+func TestFileModeGolden(t *testing.T) {
+	const pcap = "testdata/pcap/visible-small.pcap"
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"visible-small", nil},
+		{"visible-small-geo", []string{"-geoip.country-database", "testdata/geo/country.mmdb",
+			"-geoip.asn-database", "testdata/geo/asn.mmdb"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runExecute(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", pcap}, tt.args...)...)
+			if res.code != 0 || res.stderr != "" {
+				t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+			}
+			path := filepath.Join("testdata", tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, []byte(res.stdout), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if res.stdout != string(want) {
+				t.Errorf("output differs from %s (run with -update and review the diff):\n%s", path, res.stdout)
+			}
+		})
+	}
+}
+
 func TestFileModeVisibleSmall(t *testing.T) {
 	const pcap = "testdata/pcap/visible-small.pcap"
-	res := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", pcap)
+	res := runExecute(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", pcap)
 	if res.code != 0 {
 		t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
 	}
@@ -193,14 +222,14 @@ func TestFileModeVisibleSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("stdin", func(t *testing.T) {
-		r := runBinary(t, bytes.NewReader(orig), "-dnstt.domain", "T.Example.COM.", "-capture.file", "-")
+		r := runExecute(t, bytes.NewReader(orig), "-dnstt.domain", "T.Example.COM.", "-capture.file", "-")
 		if r.code != 0 || r.stdout != res.stdout {
 			t.Errorf("exit %d, stderr %q; output differs from the file's:\n%s", r.code, r.stderr, r.stdout)
 		}
 	})
 	t.Run("converted to pcapng", func(t *testing.T) {
 		p := writeTempFile(t, "visible-small.pcapng", genPcapngFromPcap(t, orig))
-		r := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", p)
+		r := runExecute(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", p)
 		if r.code != 0 || r.stdout != res.stdout {
 			t.Errorf("exit %d, stderr %q; output differs from the pcap's:\n%s", r.code, r.stderr, r.stdout)
 		}
@@ -214,7 +243,7 @@ func TestFileModeVisibleSmall(t *testing.T) {
 		if out, err := exec.Command(editcap, "-F", "pcapng", pcap, p).CombinedOutput(); err != nil {
 			t.Fatalf("editcap: %v\n%s", err, out)
 		}
-		r := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", p)
+		r := runExecute(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", p)
 		if r.code != 0 || r.stdout != res.stdout {
 			t.Errorf("exit %d, stderr %q; output differs from the pcap's:\n%s", r.code, r.stderr, r.stdout)
 		}
@@ -455,7 +484,7 @@ func TestFileModeSynthetic(t *testing.T) {
 			for _, d := range synthDomains {
 				args = append(args, "-dnstt.domain", d)
 			}
-			res := runBinary(t, nil, args...)
+			res := runExecute(t, nil, args...)
 			if res.code != 0 {
 				t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
 			}
@@ -491,7 +520,7 @@ func TestFileModeSynthetic(t *testing.T) {
 				// The same capture as pcapng prints the same.
 				ng := writeTempFile(t, enc+".pcapng", genPcapngFromPcap(t, file))
 				args[1] = ng
-				r := runBinary(t, nil, args...)
+				r := runExecute(t, nil, args...)
 				if r.code != 0 || r.stdout != res.stdout {
 					t.Errorf("as pcapng: exit %d, stderr %q, output differs:\n%s\nwant\n%s", r.code, r.stderr, r.stdout, res.stdout)
 				}
@@ -545,7 +574,7 @@ func TestFileModeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", tt.path)
+			res := runExecute(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", tt.path)
 			if res.code != 1 {
 				t.Errorf("exit %d, want 1", res.code)
 			}
@@ -618,7 +647,7 @@ func TestFlagErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := runBinary(t, nil, tt.args...)
+			res := runExecute(t, nil, tt.args...)
 			if res.code != 2 {
 				t.Errorf("exit %d, want 2 (stderr %q)", res.code, res.stderr)
 			}
@@ -635,7 +664,7 @@ func TestFlagErrors(t *testing.T) {
 func TestGoodFlags(t *testing.T) {
 	// Double dashes, =values, sizes with suffixes, GeoIP databases: all
 	// accepted; file mode prints the exposition.
-	res := runBinary(t, nil, "--dnstt.domain=t.example.com", "-dnstt.port=53", "--dnstt.window", "31s",
+	res := runExecute(t, nil, "--dnstt.domain=t.example.com", "-dnstt.port=53", "--dnstt.window", "31s",
 		"-capture.buffer-size", "8MiB", "-capture.file", "testdata/pcap/visible-small.pcap", "-sessions.max", "10",
 		"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb",
 		"-log.level", "debug", "-log.format", "json")
@@ -654,12 +683,12 @@ func TestGoodFlags(t *testing.T) {
 }
 
 func TestVersionAndHelp(t *testing.T) {
-	res := runBinary(t, nil, "-version")
+	res := runExecute(t, nil, "-version")
 	if res.code != 0 || !strings.HasPrefix(res.stdout, "dnstt_exporter version ") || !strings.Contains(res.stdout, " revision ") || !strings.Contains(res.stdout, " goversion go") {
 		t.Errorf("-version: exit %d, stdout %q", res.code, res.stdout)
 	}
 	for _, h := range []string{"-h", "--help"} {
-		res = runBinary(t, nil, h)
+		res = runExecute(t, nil, h)
 		if res.code != 0 {
 			t.Errorf("%s: exit %d", h, res.code)
 		}
@@ -1336,7 +1365,7 @@ func TestProgramOutputPromtool(t *testing.T) {
 		}
 	}
 	t.Run("file mode", func(t *testing.T) {
-		res := runBinary(t, nil, "-dnstt.domain", "t.example.com", "-dnstt.domain", "x.example.net",
+		res := runExecute(t, nil, "-dnstt.domain", "t.example.com", "-dnstt.domain", "x.example.net",
 			"-capture.file", "testdata/pcap/visible-small.pcap",
 			"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb")
 		if res.code != 0 {
@@ -1409,7 +1438,7 @@ func TestLiveStartErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com"}, tt.args...)...)
+			res := runExecute(t, nil, append([]string{"-dnstt.domain", "t.example.com"}, tt.args...)...)
 			if res.code != 1 {
 				t.Errorf("exit %d, want 1 (stderr %q)", res.code, res.stderr)
 			}
@@ -1510,7 +1539,7 @@ func checkGeoSeries(t *testing.T, e, plain scrapeValues, want geoSeriesWant) {
 // domain t.example.com and extra flags, and parses what it prints.
 func runExposition(t *testing.T, capture string, extra ...string) scrapeValues {
 	t.Helper()
-	res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", capture}, extra...)...)
+	res := runExecute(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", capture}, extra...)...)
 	if res.code != 0 {
 		t.Fatalf("%v: exit %d, stderr %q", extra, res.code, res.stderr)
 	}
@@ -1857,7 +1886,7 @@ func TestFileModeGeoIPCap(t *testing.T) {
 				labelOf[pk.client] = tt.c.key(k.country, k.asn)
 			}
 			want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return labelOf[i] })
-			res := runBinary(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", p,
+			res := runExecute(t, nil, append([]string{"-dnstt.domain", "t.example.com", "-capture.file", p,
 				"-geoip.max-label-sets", strconv.Itoa(tt.max)}, tt.c.flags...)...)
 			if res.code != 0 {
 				t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
