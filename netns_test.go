@@ -744,16 +744,6 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 	}
 }
 
-// Truth of testdata/pcap/visible-small.pcap (visible-small.truth.json).
-const (
-	replayRecords   = 964
-	replayQueries   = 414
-	replayBytesIn   = 34052
-	replayBytesOut  = 257466
-	replaySessions  = 2
-	replayResponses = 414
-)
-
 func TestCaptureReplay(t *testing.T) {
 	requireRoot(t)
 	for _, tool := range []string{"tcpreplay", "tcprewrite"} {
@@ -761,18 +751,19 @@ func TestCaptureReplay(t *testing.T) {
 			skipUnlessCI(t, "replay test needs %s (apt-get install tcpreplay): %v", tool, err)
 		}
 	}
+	truth := loadSampleTruth(t)
 	srv, cli := newVethPair(t)
 	// Address every frame to the server veth, as on the lab's bridge.
 	pcap := filepath.Join(t.TempDir(), "replay.pcap")
-	runCmd(t, "tcprewrite", "--enet-dmac="+testServerMAC, "--infile=testdata/pcap/visible-small.pcap", "--outfile="+pcap)
+	runCmd(t, "tcprewrite", "--enet-dmac="+testServerMAC, "--infile="+sampleCapture, "--outfile="+pcap)
 	pl, stop := startCapture(t, srv, captureConfig{interfaces: []string{"vs"}, bufferSize: defaultBufferSize, port: 53})
 	// A fixed rate: a burst above the veth's backlog (1000) would be
 	// dropped before any tap sees it.
 	runCmd(t, "ip", "netns", "exec", cli, "tcpreplay", "--quiet", "--pps=20000", "--intf1=vc", pcap)
-	waitReceived(t, pl, replayRecords)
+	waitReceived(t, pl, truth.Packets.Total)
 	stop()
-	if got := pl.stats.received.Load(); got != replayRecords {
-		t.Errorf("received = %d, want %d", got, replayRecords)
+	if got := pl.stats.received.Load(); got != truth.Packets.Total {
+		t.Errorf("received = %d, want %d", got, truth.Packets.Total)
 	}
 	if got := pl.stats.dropped.Load(); got != 0 {
 		t.Errorf("kernel drops = %d, want 0", got)
@@ -781,19 +772,19 @@ func TestCaptureReplay(t *testing.T) {
 	for r := ignoreNotUDP; r < ignoreReasonCount; r++ {
 		ignored += pl.stats.ignored[r].Load()
 	}
-	if ignored != replayRecords-replayQueries-replayResponses {
-		t.Errorf("ignored = %d, want %d", ignored, replayRecords-replayQueries-replayResponses)
+	if ignored != truth.Packets.Ignored {
+		t.Errorf("ignored = %d, want %d", ignored, truth.Packets.Ignored)
 	}
 	s := scrape(pl)
 	for _, c := range []struct {
 		name string
-		want int
+		want uint64
 	}{
-		{"dnstt_queries_total", replayQueries},
-		{"dnstt_bytes_in_total", replayBytesIn},
-		{"dnstt_bytes_out_total", replayBytesOut},
-		{"dnstt_sessions_total", replaySessions},
-		{"dnstt_active_clients", replaySessions},
+		{"dnstt_queries_total", truth.Totals.Queries},
+		{"dnstt_bytes_in_total", truth.Totals.BytesIn},
+		{"dnstt_bytes_out_total", truth.Totals.BytesOut},
+		{"dnstt_sessions_total", truth.Totals.SessionsTotal},
+		{"dnstt_active_clients", truth.Totals.SessionsTotal}, // all still active right after the replay
 	} {
 		if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
 			t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)

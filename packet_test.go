@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
@@ -13,11 +12,10 @@ import (
 )
 
 // testDomain and testPort are those of the lab capture (testdata/pcap/README.md).
+// The sample capture's tunnel domain and port (sampleTruth has them too).
 const (
-	testDomain  = "t.example.com"
-	testPort    = 53
-	testCapture = "testdata/pcap/visible-small.pcap"
-	testTruth   = "testdata/pcap/visible-small.truth.json"
+	testDomain = "t.example.com"
+	testPort   = 53
 )
 
 // testRecord is one record of a classic pcap file.
@@ -72,9 +70,9 @@ func readTestPcap(tb testing.TB, path string) (linkType, []testRecord) {
 // header stripped.
 func testCaptureIP(tb testing.TB) [][]byte {
 	tb.Helper()
-	lt, recs := readTestPcap(tb, testCapture)
+	lt, recs := readTestPcap(tb, sampleCapture)
 	if lt != linkEthernet {
-		tb.Fatalf("%s: link type %d, want %d", testCapture, lt, linkEthernet)
+		tb.Fatalf("%s: link type %d, want %d", sampleCapture, lt, linkEthernet)
 	}
 	pkts := make([][]byte, len(recs))
 	for i, r := range recs {
@@ -86,55 +84,23 @@ func testCaptureIP(tb testing.TB) [][]byte {
 	return pkts
 }
 
-// testTruthFile is the part of visible-small.truth.json the tests check.
-type testTruthFile struct {
-	Packets struct {
-		Total          int `json:"total"`
-		DnsttQueries   int `json:"dnstt_queries"`
-		DnsttResponses int `json:"dnstt_responses"`
-		Ignored        int `json:"ignored"`
-	} `json:"packets"`
-	Totals struct {
-		Queries           int `json:"queries"`
-		Responses         int `json:"responses"`
-		BytesIn           int `json:"bytes_in"`
-		BytesOut          int `json:"bytes_out"`
-		DistinctClientIDs int `json:"distinct_client_ids"`
-	} `json:"totals"`
-	Ignored map[string]int `json:"ignored_breakdown_records"`
-	Clients map[string]struct {
-		Queries   int      `json:"queries"`
-		BytesIn   int      `json:"bytes_in"`
-		Responses int      `json:"responses"`
-		BytesOut  int      `json:"bytes_out"`
-		Resolvers []string `json:"resolvers"`
-	} `json:"clients"`
-}
-
 // TestDecodeCapture runs the lab capture through the decoder and compares
 // the totals with the independent truth file.
 func TestDecodeCapture(t *testing.T) {
-	raw, err := os.ReadFile(testTruth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var truth testTruthFile
-	if err := json.Unmarshal(raw, &truth); err != nil {
-		t.Fatal(err)
-	}
-	_, recs := readTestPcap(t, testCapture)
-	if len(recs) != truth.Packets.Total {
+	truth := loadSampleTruth(t)
+	_, recs := readTestPcap(t, sampleCapture)
+	if uint64(len(recs)) != truth.Packets.Total {
 		t.Fatalf("records = %d, want %d", len(recs), truth.Packets.Total)
 	}
 
 	type clientTotals struct {
-		queries, responses, bytesIn, bytesOut int
+		queries, responses, bytesIn, bytesOut uint64
 		resolvers                             map[string]bool
 	}
 	d := newDecoder([]string{testDomain}, testPort)
 	var (
-		reasons                               [ignoreReasonCount]int
-		queries, responses, bytesIn, bytesOut int
+		reasons                               [ignoreReasonCount]uint64
+		queries, responses, bytesIn, bytesOut uint64
 		clients                               = map[clientID]*clientTotals{}
 		lastID                                = map[uint16]clientID{} // by DNS ID: responses carry the ClientID too
 	)
@@ -162,15 +128,15 @@ func TestDecodeCapture(t *testing.T) {
 		c.resolvers[p.resolver.String()] = true
 		if p.dir == dirQuery {
 			queries++
-			bytesIn += p.dnsLen
+			bytesIn += uint64(p.dnsLen)
 			c.queries++
-			c.bytesIn += p.dnsLen
+			c.bytesIn += uint64(p.dnsLen)
 			lastID[p.dnsID] = p.id
 		} else {
 			responses++
-			bytesOut += p.dnsLen
+			bytesOut += uint64(p.dnsLen)
 			c.responses++
-			c.bytesOut += p.dnsLen
+			c.bytesOut += uint64(p.dnsLen)
 		}
 	}
 
@@ -209,7 +175,7 @@ func TestDecodeCapture(t *testing.T) {
 	// The truth file's ignore breakdown, mapped onto the first rule each
 	// record fails: wrong type comes before the domain and prefix rules.
 	ti := truth.Ignored
-	want := [ignoreReasonCount]int{
+	want := [ignoreReasonCount]uint64{
 		ignoreNone:      truth.Packets.DnsttQueries + truth.Packets.DnsttResponses,
 		ignoreWrongPort: ti["query_not_to_port53"],
 		ignoreWrongType: ti["query_qtype_not_txt"] + ti["query_qtype_not_txt_and_base32_prefix_lt_13"] +
@@ -218,7 +184,7 @@ func TestDecodeCapture(t *testing.T) {
 			ti["response_qtype_not_txt_and_no_prefix_label"] + ti["response_qtype_not_txt_and_not_in_domain"],
 		ignoreBadPrefix: ti["query_base32_prefix_lt_13"] + ti["response_base32_prefix_lt_13"],
 	}
-	sum := 0
+	sum := uint64(0)
 	for _, n := range ti {
 		sum += n
 	}

@@ -3,13 +3,11 @@ package main
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -508,33 +506,6 @@ func TestSessionsImports(t *testing.T) {
 	})
 }
 
-// captureTruth is the part of a *.truth.json file this test checks.
-type captureTruth struct {
-	Domain string `json:"domain"`
-	Port   uint16 `json:"port"`
-	Totals struct {
-		Queries       uint64 `json:"queries"`
-		Responses     uint64 `json:"responses"`
-		BytesIn       uint64 `json:"bytes_in"`
-		BytesOut      uint64 `json:"bytes_out"`
-		SessionsTotal uint64 `json:"sessions_total"`
-	} `json:"totals"`
-	ActiveAtEnd struct{ Min, Max int64 } `json:"active_at_end"`
-	Peak        struct{ Min, Max int64 } `json:"peak"`
-	Clients     map[string]struct {
-		Queries   uint64   `json:"queries"`
-		BytesIn   uint64   `json:"bytes_in"`
-		BytesOut  uint64   `json:"bytes_out"`
-		Resolvers []string `json:"resolvers"`
-	} `json:"clients"`
-	Resolvers map[string]struct {
-		Queries   uint64 `json:"queries"`
-		BytesIn   uint64 `json:"bytes_in"`
-		Responses uint64 `json:"responses"`
-		BytesOut  uint64 `json:"bytes_out"`
-	} `json:"resolvers"`
-}
-
 // TestSessionsRealCapture feeds a real dnstt capture through the decoder
 // and the session table on the packet-time clock (SPEC section 4: every
 // record moves the clock, sweeps at 500 ms steps, a final sweep at the last
@@ -542,20 +513,12 @@ type captureTruth struct {
 // totals are summed here from the decoder's output: the table keeps no
 // addresses.
 func TestSessionsRealCapture(t *testing.T) {
-	const name = "visible-small"
-	var truth captureTruth
-	tb, err := os.ReadFile("testdata/pcap/" + name + ".truth.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(tb, &truth); err != nil {
-		t.Fatal(err)
-	}
+	truth := loadSampleTruth(t)
 	domain, err := parseDomain(truth.Domain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lt, recs := readTestPcap(t, "testdata/pcap/"+name+".pcap")
+	lt, recs := readTestPcap(t, sampleCapture)
 	dec := newDecoder([]string{domain}, truth.Port)
 	tab := newSessionTable(sessionConfig{window: testWindow, max: 1000, domains: 1, geoIDs: 1})
 

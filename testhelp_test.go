@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"testing"
@@ -38,4 +39,73 @@ func startCommand(t testing.TB, cmd *exec.Cmd) <-chan error {
 		<-exited
 	})
 	return done
+}
+
+// The sample capture: a real dnstt session pair recorded in a lab, and its
+// independently computed ground truth (testdata/pcap/README.md).
+const (
+	sampleCapture   = "testdata/pcap/visible-small.pcap"
+	sampleTruthFile = "testdata/pcap/visible-small.truth.json"
+)
+
+// sampleTruth is the sample capture's ground truth: the one source of the
+// numbers every test checks the capture against.
+type sampleTruth struct {
+	Domain  string  `json:"domain"`
+	Port    uint16  `json:"port"`
+	WindowS float64 `json:"window_s"`
+	Packets struct {
+		Total          uint64  `json:"total"`
+		DnsttQueries   uint64  `json:"dnstt_queries"`
+		DnsttResponses uint64  `json:"dnstt_responses"`
+		Ignored        uint64  `json:"ignored"`
+		LastTS         float64 `json:"last_ts"`
+	} `json:"packets"`
+	Totals struct {
+		Queries           uint64 `json:"queries"`
+		Responses         uint64 `json:"responses"`
+		BytesIn           uint64 `json:"bytes_in"`
+		BytesOut          uint64 `json:"bytes_out"`
+		SessionsTotal     uint64 `json:"sessions_total"`
+		DistinctClientIDs int    `json:"distinct_client_ids"`
+	} `json:"totals"`
+	ActiveAtEnd struct{ Min, Max int64 }  `json:"active_at_end"`
+	Peak        struct{ Min, Max int64 }  `json:"peak"`
+	Ignored     map[string]uint64         `json:"ignored_breakdown_records"`
+	Clients     map[string]sampleClient   `json:"clients"`
+	Resolvers   map[string]sampleResolver `json:"resolvers"`
+}
+
+// sampleClient is one ClientID's part of sampleTruth.
+type sampleClient struct {
+	Queries     uint64   `json:"queries"`
+	Responses   uint64   `json:"responses"`
+	BytesIn     uint64   `json:"bytes_in"`
+	BytesOut    uint64   `json:"bytes_out"`
+	Resolvers   []string `json:"resolvers"`
+	FirstTS     float64  `json:"first_ts"`
+	LastTS      float64  `json:"last_ts"`
+	MaxQueryGap float64  `json:"max_query_gap_s"`
+}
+
+// sampleResolver is one resolver's part of sampleTruth.
+type sampleResolver struct {
+	Queries   uint64 `json:"queries"`
+	BytesIn   uint64 `json:"bytes_in"`
+	Responses uint64 `json:"responses"`
+	BytesOut  uint64 `json:"bytes_out"`
+}
+
+// loadSampleTruth reads sampleTruthFile.
+func loadSampleTruth(t testing.TB) *sampleTruth {
+	t.Helper()
+	b, err := os.ReadFile(sampleTruthFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var truth sampleTruth
+	if err := json.Unmarshal(b, &truth); err != nil {
+		t.Fatalf("%s: %v", sampleTruthFile, err)
+	}
+	return &truth
 }
