@@ -419,15 +419,11 @@ func newLogger(w io.Writer, cfg *config) *slog.Logger {
 
 // main runs the program and exits with its code.
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run is main without os.Exit, returning the exit code.
-func run(args []string) int {
-	return execute(args, os.Stdin, os.Stdout, os.Stderr)
-}
-
-// execute runs the program with the given standard streams.
+// execute runs the program with the given standard streams and returns
+// its exit code; tests call it in-process.
 func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cfg, action, usage, err := parseConfig(args)
 	switch {
