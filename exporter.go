@@ -98,7 +98,9 @@ var defaultServerLimits = serverLimits{
 
 // config is the validated command line.
 type config struct {
-	domains       []string      // -dnstt.domain, normalised by parseDomain
+	// domains are -dnstt.domain, then -vaydns.domain with the -vaydns.*
+	// settings; names normalised by parseDomain, index = domain id.
+	domains       []tunnelDomain
 	port          uint16        // -dnstt.port
 	window        time.Duration // -dnstt.window
 	interfaces    []string      // -capture.interface; empty = all
@@ -208,6 +210,9 @@ func formatByteSize(n int) string {
 // flagValues are the raw flag values, before validation.
 type flagValues struct {
 	domains, interfaces            stringList
+	vaydnsDomains                  stringList
+	vaydnsIDSize                   int
+	vaydnsRecordType               string
 	port                           uint
 	window                         time.Duration
 	bufferSize                     byteSize
@@ -230,6 +235,9 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs.SetOutput(io.Discard) // errors are printed as one line by run
 	v.bufferSize = defaultBufferSize
 	fs.Var(&v.domains, "dnstt.domain", "tunnel `domain` to watch, e.g. t.example.com (required; repeat for several tunnels)")
+	fs.Var(&v.vaydnsDomains, "vaydns.domain", "VayDNS tunnel `domain` in VayDNS's default format (repeatable; a VayDNS server run with -dnstt-compat is a -dnstt.domain)")
+	fs.IntVar(&v.vaydnsIDSize, "vaydns.clientid-size", defaultVayDNSIDLen, "ClientID `bytes` of the -vaydns.domain servers, as their -clientid-size (1 to 8)")
+	fs.StringVar(&v.vaydnsRecordType, "vaydns.record-type", "txt", "query `type` of the -vaydns.domain servers, as their -record-type: txt, null, cname, a, aaaa, mx, ns, srv or caa")
 	fs.UintVar(&v.port, "dnstt.port", defaultPort, "UDP `port` the dnstt server answers on (the port on the wire, before any iptables redirect)")
 	fs.DurationVar(&v.window, "dnstt.window", defaultWindow, "a session is active while its latest query is younger than this (1s to 24h)")
 	fs.Var(&v.interfaces, "capture.interface", "network `interface` to capture on (repeatable; default: all interfaces)")
@@ -329,18 +337,35 @@ func validate(v *flagValues) (*config, error) {
 			maxLabelSets: v.maxLabelSets,
 		},
 	}
-	if len(v.domains) == 0 {
-		return nil, usagef("-dnstt.domain: missing: name at least one tunnel domain (see -h)")
+	if len(v.domains)+len(v.vaydnsDomains) == 0 {
+		return nil, usagef("-dnstt.domain: missing: name at least one tunnel domain, or -vaydns.domain (see -h)")
 	}
 	for _, s := range v.domains {
 		d, err := parseDomain(s)
 		if err != nil {
 			return nil, usagef("-dnstt.domain: %w", err)
 		}
-		for _, o := range cfg.domains {
-			if o == d {
-				return nil, usagef("-dnstt.domain %q: given twice", s)
+		if indexDomain(cfg.domains, d) >= 0 {
+			return nil, usagef("-dnstt.domain %q: given twice", s)
+		}
+		cfg.domains = append(cfg.domains, dnsttDomain(d))
+	}
+	if v.vaydnsIDSize < minVayDNSIDLen || v.vaydnsIDSize > maxVayDNSIDLen {
+		return nil, usagef("-vaydns.clientid-size %d: want %d to %d", v.vaydnsIDSize, minVayDNSIDLen, maxVayDNSIDLen)
+	}
+	if _, err := parseRecordType(v.vaydnsRecordType); err != nil {
+		return nil, usagef("-vaydns.record-type: %w", err)
+	}
+	for _, s := range v.vaydnsDomains {
+		d, err := newVayDNSDomain(s, v.vaydnsIDSize, v.vaydnsRecordType)
+		if err != nil {
+			return nil, usagef("-vaydns.domain: %w", err)
+		}
+		if i := indexDomain(cfg.domains, d.name); i >= 0 {
+			if cfg.domains[i].protocol == protocolDNSTT {
+				return nil, usagef("-vaydns.domain %q: also given as -dnstt.domain", s)
 			}
+			return nil, usagef("-vaydns.domain %q: given twice", s)
 		}
 		cfg.domains = append(cfg.domains, d)
 	}
@@ -941,7 +966,7 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 	}
 	log.Info("starting",
 		"version", ver,
-		"domains", strings.Join(cfg.domains, ","),
+		"domains", strings.Join(domainNames(cfg.domains), ","),
 		"port", cfg.port,
 		"interfaces", interfaces,
 		"ring_bytes", cfg.bufferSize,

@@ -1298,7 +1298,7 @@ func BenchmarkFileMode(b *testing.B) {
 
 // BenchmarkReplay is file mode in-process, reader and pipeline, per record.
 func BenchmarkReplay(b *testing.B) {
-	cfg := &config{domains: []string{"t.example.com"}, port: 53, window: defaultWindow, sessionsMax: defaultSessionsMax}
+	cfg := &config{domains: dnsttDomains("t.example.com"), port: 53, window: defaultWindow, sessionsMax: defaultSessionsMax}
 	head, body := genBenchCapture(false, 4096)
 	r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body}, nil)
 	if err != nil {

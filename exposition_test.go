@@ -79,7 +79,7 @@ func fillTestState(tab *sessionTable, cs *captureStats) {
 // labels when geo is set.
 func testMetrics(t testing.TB, geo, fileMode bool) *metrics {
 	geoIDs := 1
-	cfg := metricsConfig{domains: testDomains, capture: &captureStats{}, fileMode: fileMode}
+	cfg := metricsConfig{domains: dnsttDomains(testDomains...), capture: &captureStats{}, fileMode: fileMode}
 	if geo {
 		geoIDs = len(testGeoLabels)
 		cfg.geo = &geoResolver{}
@@ -181,7 +181,7 @@ func TestExpositionLabels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := metricsConfig{domains: testDomains, fileMode: true}
+			cfg := metricsConfig{domains: dnsttDomains(testDomains...), fileMode: true}
 			geoIDs := 1
 			if tt.geo {
 				geoIDs = len(testGeoLabels)
@@ -272,7 +272,7 @@ func TestExpositionPromtool(t *testing.T) {
 		{name: "no-geo", m: func() *metrics { return testMetrics(t, false, false) }},
 		{name: "geo", m: func() *metrics { return testMetrics(t, true, false) }},
 		{name: "escaping", m: func() *metrics {
-			cfg := metricsConfig{domains: []string{`t.example.com`}, geo: &geoResolver{}, labels: geoLabelsFunc(escaping, true, true)}
+			cfg := metricsConfig{domains: dnsttDomains(`t.example.com`), geo: &geoResolver{}, labels: geoLabelsFunc(escaping, true, true)}
 			cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 1, geoIDs: len(escaping)})
 			for g := range geoID(len(escaping)) {
 				cfg.sessions.query(testSessionPacket(dirQuery, 0, uint64(g), 10), g, 0)
@@ -416,7 +416,7 @@ func TestAcceptsGzip(t *testing.T) {
 // TestExpositionOrderCache: new label sets appear sorted; without new
 // ones the cached order is reused.
 func TestExpositionOrderCache(t *testing.T) {
-	cfg := metricsConfig{domains: testDomains, geo: &geoResolver{}, fileMode: true,
+	cfg := metricsConfig{domains: dnsttDomains(testDomains...), geo: &geoResolver{}, fileMode: true,
 		labels: geoLabelsFunc(testGeoLabels, true, true)}
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 2, geoIDs: len(testGeoLabels)})
 	m := newMetrics(cfg)
@@ -464,7 +464,7 @@ func benchMetrics(sets int) *metrics {
 		values[i].asn = strconv.Itoa(1000 + i*37)
 	}
 	values[0] = struct{ country, asn string }{"ZZ", "0"}
-	cfg := metricsConfig{domains: []string{"t.example.com"}, geo: &geoResolver{}, fileMode: true,
+	cfg := metricsConfig{domains: dnsttDomains("t.example.com"), geo: &geoResolver{}, fileMode: true,
 		labels: geoLabelsFunc(values, true, true)}
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 1 << 20, domains: 1, geoIDs: sets})
 	for g := range sets {
@@ -589,7 +589,7 @@ func TestExpositionRealGeo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := metricsConfig{domains: []string{"t.example.com"}, geo: geo, fileMode: true}
+			cfg := metricsConfig{domains: dnsttDomains("t.example.com"), geo: geo, fileMode: true}
 			cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 100, domains: 1, geoIDs: geo.maxIDs()})
 			for n, addr := range []string{"198.51.100.10", "198.51.100.20", "203.0.113.10", "2001:db8:1::10", "192.0.2.7"} {
 				p := testSessionPacket(dirQuery, 0, uint64(n), 100)

@@ -387,7 +387,7 @@ func waitReceived(t *testing.T, pl *pipeline, want uint64) {
 // scrape returns the exposition of pl's counters as series → value.
 func scrape(pl *pipeline) map[string]float64 {
 	m := newMetrics(metricsConfig{
-		domains:  []string{"t.example.com"},
+		domains:  dnsttDomains("t.example.com"),
 		sessions: pl.sessions,
 		capture:  pl.stats,
 		now:      monotonicNow, // the clock of a capture opened without one

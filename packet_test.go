@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -18,7 +19,32 @@ const (
 	testPort    = 53
 	testCapture = "testdata/pcap/visible-small.pcap"
 	testTruth   = "testdata/pcap/visible-small.truth.json"
+	// testVayCapture is the VayDNS sample: default flags (2-byte
+	// ClientID, TXT) and the same domain and port.
+	testVayCapture = "testdata/pcap/vaydns-small.pcap"
+	testVayTruth   = "testdata/pcap/vaydns-small.truth.json"
+	// testVayPoll is a real poll of the VayDNS sample: one 10-character
+	// label, ClientID 9836.
+	testVayPoll = "ta3mobas7q"
 )
+
+// testVayDomain is the VayDNS sample's domain.
+var testVayDomain = vaydnsDomain(testDomain, 2, dnsTypeTXT)
+
+// dnsttDomains returns dnstt domains of the given normalised names.
+func dnsttDomains(names ...string) []tunnelDomain {
+	ds := make([]tunnelDomain, len(names))
+	for i, n := range names {
+		ds[i] = dnsttDomain(n)
+	}
+	return ds
+}
+
+// vaydnsDomain returns a VayDNS domain of a normalised name, ClientID size
+// and query type.
+func vaydnsDomain(name string, idLen int, qtype uint16) tunnelDomain {
+	return tunnelDomain{name: name, protocol: protocolVayDNS, idLen: idLen, qtype: qtype}
+}
 
 // testRecord is one record of a classic pcap file.
 type testRecord struct {
@@ -72,9 +98,15 @@ func readTestPcap(tb testing.TB, path string) (linkType, []testRecord) {
 // header stripped.
 func testCaptureIP(tb testing.TB) [][]byte {
 	tb.Helper()
-	lt, recs := readTestPcap(tb, testCapture)
+	return testCaptureIPOf(tb, testCapture)
+}
+
+// testCaptureIPOf returns the IP packets of an Ethernet capture file.
+func testCaptureIPOf(tb testing.TB, path string) [][]byte {
+	tb.Helper()
+	lt, recs := readTestPcap(tb, path)
 	if lt != linkEthernet {
-		tb.Fatalf("%s: link type %d, want %d", testCapture, lt, linkEthernet)
+		tb.Fatalf("%s: link type %d, want %d", path, lt, linkEthernet)
 	}
 	pkts := make([][]byte, len(recs))
 	for i, r := range recs {
@@ -86,8 +118,11 @@ func testCaptureIP(tb testing.TB) [][]byte {
 	return pkts
 }
 
-// testTruthFile is the part of visible-small.truth.json the tests check.
+// testTruthFile is the part of a *.truth.json file the tests check.
 type testTruthFile struct {
+	Mode struct {
+		ClientIDBytes int `json:"clientid_bytes"` // 0: dnstt (no mode)
+	} `json:"mode"`
 	Packets struct {
 		Total          int `json:"total"`
 		DnsttQueries   int `json:"dnstt_queries"`
@@ -111,10 +146,42 @@ type testTruthFile struct {
 	} `json:"clients"`
 }
 
-// TestDecodeCapture runs the lab capture through the decoder and compares
-// the totals with the independent truth file.
+// TestDecodeCapture runs the real captures through the decoder and
+// compares the totals with their independent truth files: the dnstt lab
+// capture, and the VayDNS sample (2-byte ClientIDs, no marker, TXT).
 func TestDecodeCapture(t *testing.T) {
-	raw, err := os.ReadFile(testTruth)
+	for _, c := range []struct {
+		pcap, truth string
+		domain      tunnelDomain
+		ignored     int // records of the truth file's breakdown
+	}{
+		{testCapture, testTruth, dnsttDomain(testDomain), 136},
+		{testVayCapture, testVayTruth, testVayDomain, 75},
+	} {
+		t.Run(c.pcap, func(t *testing.T) { testDecodeCapture(t, c.pcap, c.truth, c.domain, c.ignored) })
+	}
+}
+
+// truthReason maps a key of a truth file's ignored_breakdown_records
+// onto the first rule of SPEC section 3 its records fail: a wrong type
+// comes before the domain and prefix rules.
+func truthReason(key string) (ignoreReason, bool) {
+	switch {
+	case strings.Contains(key, "not_to_port"):
+		return ignoreWrongPort, true
+	case strings.Contains(key, "qtype_not_txt"), strings.Contains(key, "wrong_qtype"):
+		return ignoreWrongType, true
+	case strings.Contains(key, "prefix_lt"), strings.Contains(key, "prefix_not_all_base32"):
+		return ignoreBadPrefix, true
+	case strings.Contains(key, "not_in_domain"), strings.Contains(key, "no_prefix_label"):
+		return ignoreNotTunnel, true
+	}
+	return 0, false
+}
+
+// testDecodeCapture is TestDecodeCapture for one capture.
+func testDecodeCapture(t *testing.T, pcap, truthPath string, dom tunnelDomain, ignored int) {
+	raw, err := os.ReadFile(truthPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +189,10 @@ func TestDecodeCapture(t *testing.T) {
 	if err := json.Unmarshal(raw, &truth); err != nil {
 		t.Fatal(err)
 	}
-	_, recs := readTestPcap(t, testCapture)
+	if n := truth.Mode.ClientIDBytes; n != 0 && n != dom.idLen || n == 0 && dom.protocol != protocolDNSTT {
+		t.Fatalf("truth mode: %d-byte ClientIDs, testing %+v", n, dom)
+	}
+	_, recs := readTestPcap(t, pcap)
 	if len(recs) != truth.Packets.Total {
 		t.Fatalf("records = %d, want %d", len(recs), truth.Packets.Total)
 	}
@@ -131,12 +201,11 @@ func TestDecodeCapture(t *testing.T) {
 		queries, responses, bytesIn, bytesOut int
 		resolvers                             map[string]bool
 	}
-	d := newDecoder([]string{testDomain}, testPort)
+	d := newDecoder([]tunnelDomain{dom}, testPort)
 	var (
 		reasons                               [ignoreReasonCount]int
 		queries, responses, bytesIn, bytesOut int
 		clients                               = map[clientID]*clientTotals{}
-		lastID                                = map[uint16]clientID{} // by DNS ID: responses carry the ClientID too
 	)
 	for i, r := range recs {
 		var p, q dnsttPacket
@@ -154,6 +223,9 @@ func TestDecodeCapture(t *testing.T) {
 		if !bytes.Equal(p.qname, q.qname) || p.id != q.id || p.resolver != q.resolver {
 			t.Errorf("record %d: decodeIP and decodeLink disagree: %+v vs %+v", i, p, q)
 		}
+		if !bytes.Equal(p.id[dom.idLen:], make([]byte, clientIDLen-dom.idLen)) {
+			t.Errorf("record %d: ClientID %x has bytes after its %d", i, p.id, dom.idLen)
+		}
 		c := clients[p.id]
 		if c == nil {
 			c = &clientTotals{resolvers: map[string]bool{}}
@@ -165,7 +237,6 @@ func TestDecodeCapture(t *testing.T) {
 			bytesIn += p.dnsLen
 			c.queries++
 			c.bytesIn += p.dnsLen
-			lastID[p.dnsID] = p.id
 		} else {
 			responses++
 			bytesOut += p.dnsLen
@@ -185,10 +256,12 @@ func TestDecodeCapture(t *testing.T) {
 	}
 	for hexID, want := range truth.Clients {
 		raw, err := hex.DecodeString(hexID)
-		if err != nil || len(raw) != clientIDLen {
+		if err != nil || len(raw) != dom.idLen {
 			t.Fatalf("truth ClientID %q: %v", hexID, err)
 		}
-		got := clients[clientID(raw)]
+		var id clientID
+		copy(id[:], raw)
+		got := clients[id]
 		if got == nil {
 			t.Errorf("ClientID %s: not seen", hexID)
 			continue
@@ -207,23 +280,19 @@ func TestDecodeCapture(t *testing.T) {
 	}
 
 	// The truth file's ignore breakdown, mapped onto the first rule each
-	// record fails: wrong type comes before the domain and prefix rules.
-	ti := truth.Ignored
-	want := [ignoreReasonCount]int{
-		ignoreNone:      truth.Packets.DnsttQueries + truth.Packets.DnsttResponses,
-		ignoreWrongPort: ti["query_not_to_port53"],
-		ignoreWrongType: ti["query_qtype_not_txt"] + ti["query_qtype_not_txt_and_base32_prefix_lt_13"] +
-			ti["query_qtype_not_txt_and_no_prefix_label"] + ti["query_qtype_not_txt_and_not_in_domain"] +
-			ti["response_qtype_not_txt"] + ti["response_qtype_not_txt_and_base32_prefix_lt_13"] +
-			ti["response_qtype_not_txt_and_no_prefix_label"] + ti["response_qtype_not_txt_and_not_in_domain"],
-		ignoreBadPrefix: ti["query_base32_prefix_lt_13"] + ti["response_base32_prefix_lt_13"],
-	}
+	// record fails.
+	want := [ignoreReasonCount]int{ignoreNone: truth.Packets.DnsttQueries + truth.Packets.DnsttResponses}
 	sum := 0
-	for _, n := range ti {
+	for k, n := range truth.Ignored {
+		r, ok := truthReason(k)
+		if !ok {
+			t.Fatalf("truth breakdown %q: no reason for it", k)
+		}
+		want[r] += n
 		sum += n
 	}
-	if sum != truth.Packets.Ignored || sum != 136 {
-		t.Fatalf("truth breakdown sums to %d, ignored = %d, want 136", sum, truth.Packets.Ignored)
+	if sum != truth.Packets.Ignored || sum != ignored {
+		t.Fatalf("truth breakdown sums to %d, ignored = %d, want %d", sum, truth.Packets.Ignored, ignored)
 	}
 	if reasons != want {
 		t.Errorf("reasons:")
@@ -384,8 +453,8 @@ type decodeCase struct {
 	addr    string // resolver
 	port    uint16 // resolver port
 	dnsLen  int
-	qname   string // dotted
-	domains []string
+	qname   string         // dotted
+	domains []tunnelDomain // nil: testDomain as a dnstt domain
 }
 
 // decodeCases covers every rule of SPEC section 3 and every ignore reason.
@@ -420,18 +489,18 @@ func decodeCases() []decodeCase {
 		v4q("szdi5laee5n772a."+testDomain, decodeCase{name: "15 characters"}),
 		v4q("szdi5laee5n7777."+testDomain, decodeCase{name: "any byte after the ClientID"}),
 		v4q(testPrefix+".example.com", decodeCase{name: "shared suffix: shorter domain", domain: 1,
-			domains: []string{testDomain, "example.com"}}),
+			domains: dnsttDomains(testDomain, "example.com")}),
 		v4q(name, decodeCase{name: "shared suffix: longest wins", domain: 1,
-			domains: []string{"example.com", testDomain}}),
+			domains: dnsttDomains("example.com", testDomain)}),
 		v4q(name, decodeCase{name: "shared suffix: longest wins, other order", domain: 1,
-			domains: []string{"com", testDomain, "example.com"}}),
+			domains: dnsttDomains("com", testDomain, "example.com")}),
 		v4q(testPrefix+".x.t.example.com", decodeCase{name: "shared suffix: prefix labels before the longest", domain: 0,
-			domains: []string{"x.t.example.com", testDomain}, id: testID, want: ignoreNone}),
+			domains: dnsttDomains("x.t.example.com", testDomain), id: testID, want: ignoreNone}),
 		v4q(testPrefix+".t.example.com", decodeCase{name: "shorter domain with two prefix labels", domain: 1,
-			domains: []string{"x.t.example.com", "example.com"}}),
+			domains: dnsttDomains("x.t.example.com", "example.com")}),
 		v4q("szdi5laee5n76222."+testDomain, decodeCase{name: "13th character's low bit not in the ClientID"}),
 		{name: "bare domain with shorter domain configured", pkt: testQ4(testQuery(testDomain)),
-			domains: []string{testDomain, "example.com"}, want: ignoreBadPrefix},
+			domains: dnsttDomains(testDomain, "example.com"), want: ignoreBadPrefix},
 
 		{name: "ipv4 options", pkt: testIPv4(testV4Client, testV4Server, protoUDP, 0, []byte{1, 1, 1, 0, 7, 7, 4, 0}, testUDP(40000, 53, q)),
 			want: ignoreNone, dir: dirQuery, id: testID, addr: "198.51.100.10", port: 40000, dnsLen: len(q), qname: name},
@@ -556,7 +625,7 @@ func decodeCases() []decodeCase {
 		{name: "partial label match", pkt: testQ4(testQuery(testPrefix + ".xt.example.com")), want: ignoreNotTunnel},
 		{name: "suffix of a label", pkt: testQ4(testQuery(testPrefix + "t.example.com")), want: ignoreNotTunnel},
 		{name: "fold does not match @ to `", pkt: testQ4(testQuery(testPrefix + ".t.ex@mple.com")),
-			domains: []string{"t.ex`mple.com"}, want: ignoreNotTunnel},
+			domains: dnsttDomains("t.ex`mple.com"), want: ignoreNotTunnel},
 
 		// bad_prefix.
 		{name: "14 characters", pkt: testQ4(testQuery("szdi5laee5n772." + testDomain)), want: ignoreBadPrefix},
@@ -588,7 +657,7 @@ func TestDecodeIP(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			domains := tt.domains
 			if domains == nil {
-				domains = []string{testDomain}
+				domains = dnsttDomains(testDomain)
 			}
 			d := newDecoder(domains, testPort)
 			var p dnsttPacket
@@ -693,7 +762,7 @@ func TestDecodeLink(t *testing.T) {
 		{"LINKTYPE_IPV6", linkIPv6, q6, ignoreNone, -1},
 		{"unknown link type", 147, q, ignoreNotUDP, -1},
 	}
-	d := newDecoder([]string{testDomain}, testPort)
+	d := newDecoder(dnsttDomains(testDomain), testPort)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var p dnsttPacket
@@ -726,7 +795,7 @@ func TestDecodeAllocs(t *testing.T) {
 	for _, tt := range decodeCases() {
 		pkts = append(pkts, tt.pkt)
 	}
-	d := newDecoder([]string{testDomain, "example.com"}, testPort)
+	d := newDecoder(dnsttDomains(testDomain, "example.com"), testPort)
 	var p dnsttPacket
 	if n := testing.AllocsPerRun(10, func() {
 		for _, b := range pkts {
@@ -744,7 +813,7 @@ var errNoPacket = errors.New("no such packet in the capture")
 // testFindPacket returns the first IP packet of the lab capture for which
 // pick returns true.
 func testFindPacket(tb testing.TB, pick func(b []byte, r ignoreReason, p *dnsttPacket) bool) ([]byte, error) {
-	d := newDecoder([]string{testDomain}, testPort)
+	d := newDecoder(dnsttDomains(testDomain), testPort)
 	var best []byte
 	for _, b := range testCaptureIP(tb) {
 		var p dnsttPacket
@@ -780,7 +849,7 @@ var sinkReason ignoreReason
 
 // benchDecode benchmarks decodeIP on one packet.
 func benchDecode(b *testing.B, pkt []byte, want ignoreReason) {
-	d := newDecoder([]string{testDomain}, testPort)
+	d := newDecoder(dnsttDomains(testDomain), testPort)
 	var p dnsttPacket
 	if r := d.decodeIP(pkt, &p); r != want {
 		b.Fatalf("decodeIP = %v, want %v", r, want)

@@ -556,7 +556,7 @@ func TestSessionsRealCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	lt, recs := readTestPcap(t, "testdata/pcap/"+name+".pcap")
-	dec := newDecoder([]string{domain}, truth.Port)
+	dec := newDecoder(dnsttDomains(domain), truth.Port)
 	tab := newSessionTable(sessionConfig{window: testWindow, max: 1000, domains: 1, geoIDs: 1})
 
 	type sums struct{ queries, bytesIn, responses, bytesOut uint64 }
