@@ -75,11 +75,15 @@ func fillTestState(tab *sessionTable, cs *captureStats) {
 	}
 }
 
+// testTunnelDomains are testDomains with their settings: a VayDNS domain
+// (NULL, 4-byte ClientIDs) and a dnstt one.
+var testTunnelDomains = []tunnelDomain{vaydnsDomain(testDomains[0], 4, 10), dnsttDomain(testDomains[1])}
+
 // testMetrics returns the exposition of the fixed state, with GeoIP-style
 // labels when geo is set.
 func testMetrics(t testing.TB, geo, fileMode bool) *metrics {
 	geoIDs := 1
-	cfg := metricsConfig{domains: dnsttDomains(testDomains...), capture: &captureStats{}, fileMode: fileMode}
+	cfg := metricsConfig{domains: testTunnelDomains, capture: &captureStats{}, fileMode: fileMode}
 	if geo {
 		geoIDs = len(testGeoLabels)
 		cfg.geo = &geoResolver{}
@@ -242,6 +246,15 @@ func TestExpositionFamilies(t *testing.T) {
 				if seen[name] == fileMode {
 					t.Errorf("family %s present = %v in fileMode=%v", name, seen[name], fileMode)
 				}
+			}
+			// One series per domain, sorted by name; configuration, so
+			// live only, as build_info.
+			domainInfo := "# HELP dnstt_exporter_domain_info " + families[famDomainInfo].help + "\n" +
+				"# TYPE dnstt_exporter_domain_info gauge\n" +
+				`dnstt_exporter_domain_info{domain="t.example.com",protocol="dnstt",record_type="txt",clientid_bytes="8"} 1` + "\n" +
+				`dnstt_exporter_domain_info{domain="u.example.net",protocol="vaydns",record_type="null",clientid_bytes="4"} 1` + "\n"
+			if strings.Contains(text, domainInfo) == fileMode || seen["dnstt_exporter_domain_info"] == fileMode {
+				t.Errorf("domain_info (%q) present = %v in fileMode=%v", domainInfo, !fileMode, fileMode)
 			}
 			ver, rev, goVer := buildInfo()
 			info := `dnstt_exporter_build_info{version="` + ver + `",revision="` + rev + `",goversion="` + goVer + `"} 1` + "\n"

@@ -641,6 +641,7 @@ func decodeCases() []decodeCase {
 		{name: "bad character in the fourth label", pkt: testQ4(testQuery(long + "." + long + "." + long + "." + long[:30] + "!" + "." + testDomain)), want: ignoreBadPrefix},
 		{name: "notbase32!", pkt: testQ4(testQuery("notbase32!." + testDomain)), want: ignoreBadPrefix},
 	}
+	cases = append(cases, vaydnsCases()...)
 	// Every character just outside the alphabet's ranges.
 	for _, c := range []byte{'1', '8', '@', '[', '`', '{', 0x7f, 0x80, 0xff, 0} {
 		p := []byte(long)
@@ -649,6 +650,86 @@ func decodeCases() []decodeCase {
 			pkt: testQ4(testQuery(string(p) + "." + testDomain)), want: ignoreBadPrefix})
 	}
 	return cases
+}
+
+// testVayID is the ClientID of testVayPoll (base32 "ta3mobas…": 98 36
+// c7 04 12) for a ClientID size of n bytes.
+func testVayID(n int) clientID {
+	var id clientID
+	copy(id[:n], []byte{0x98, 0x36, 0xc7, 0x04, 0x12, 0xfc}[:n])
+	return id
+}
+
+// vaydnsCases are the VayDNS rules of SPEC section 3: the matched domain's
+// type, ⌈8(N+1)/5⌉ characters, an N-byte ClientID, and dnstt and VayDNS
+// domains on one host.
+func vaydnsCases() []decodeCase {
+	null := uint16(10)
+	vay := []tunnelDomain{testVayDomain}
+	q := func(name string, qtype uint16, c decodeCase) decodeCase {
+		msg := testMsg(0x0100, 1, testName(name), int(qtype), 1)
+		c.pkt = testQ4(msg)
+		if c.want == ignoreNone {
+			c.dir, c.addr, c.port, c.dnsLen, c.qname = dirQuery, "198.51.100.10", 40000, len(msg), name
+		}
+		return c
+	}
+	poll := testVayPoll + "." + testDomain
+	mixed := []tunnelDomain{dnsttDomain(testDomain), vaydnsDomain("v.example.net", 2, dnsTypeTXT)}
+	return []decodeCase{
+		q(poll, dnsTypeTXT, decodeCase{name: "vaydns poll", domains: vay, id: testVayID(2)}),
+		{name: "vaydns poll response", pkt: testR6(testMsg(0x8180, 1, testName(poll), dnsTypeTXT, 1)), domains: vay,
+			dir: dirResponse, id: testVayID(2), addr: "2001:db8:1::10", port: 40001,
+			dnsLen: len(testMsg(0x8180, 1, testName(poll), dnsTypeTXT, 1)), qname: poll},
+		q("TA3M"+"obas7q."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns upper case", domains: vay, id: testVayID(2)}),
+		q("ta3mo."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 5 characters", domains: vay, id: testVayID(2)}),
+		q("ta.3.m.o."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns ClientID across labels", domains: vay, id: testVayID(2)}),
+		q("ta3m."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 4 characters, one too few", domains: vay, want: ignoreBadPrefix}),
+		q("ta.3m."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 4 characters in two labels", domains: vay, want: ignoreBadPrefix}),
+		q("notbase32!."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns prefix not base32", domains: vay, want: ignoreBadPrefix}),
+		q("ta3m1."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns digit 1", domains: vay, want: ignoreBadPrefix}),
+		q(testDomain, dnsTypeTXT, decodeCase{name: "vaydns bare domain", domains: vay, want: ignoreNotTunnel}),
+		q(poll, null, decodeCase{name: "vaydns NULL query under a TXT domain", domains: vay, want: ignoreWrongType}),
+		q("ta3mobas7q.example.org", dnsTypeTXT, decodeCase{name: "vaydns other domain", domains: vay, want: ignoreNotTunnel}),
+
+		q(poll, null, decodeCase{name: "vaydns NULL domain", id: testVayID(2),
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 2, null)}}),
+		q(poll, dnsTypeTXT, decodeCase{name: "vaydns TXT query under a NULL domain",
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 2, null)}, want: ignoreWrongType}),
+		q(poll, null, decodeCase{name: "vaydns NULL query under a TXT domain, NULL domain elsewhere",
+			domains: []tunnelDomain{testVayDomain, vaydnsDomain("n.example.net", 2, null)}, want: ignoreWrongType}),
+		q("ta3mobas7q.example.org", null, decodeCase{name: "vaydns NULL query outside, NULL domain elsewhere",
+			domains: []tunnelDomain{testVayDomain, vaydnsDomain("n.example.net", 2, null)}, want: ignoreNotTunnel}),
+		q("ta3mobas7q.example.org", 28, decodeCase{name: "vaydns type no domain uses, outside",
+			domains: []tunnelDomain{testVayDomain, vaydnsDomain("n.example.net", 2, null)}, want: ignoreWrongType}),
+		q("ta3mobas7q.n.example.net", null, decodeCase{name: "vaydns second domain", domain: 1, id: testVayID(2),
+			domains: []tunnelDomain{testVayDomain, vaydnsDomain("n.example.net", 2, null)}}),
+
+		q(poll, dnsTypeTXT, decodeCase{name: "vaydns 4-byte ClientID", id: testVayID(4),
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 4, dnsTypeTXT)}}),
+		q("ta3mobas."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 4-byte ClientID, 8 characters", id: testVayID(4),
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 4, dnsTypeTXT)}}),
+		q("ta3moba."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 4-byte ClientID, 7 characters, one too few",
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 4, dnsTypeTXT)}, want: ignoreBadPrefix}),
+		q("ta3mo."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns type A domain, TXT query",
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 1, 1)}, want: ignoreWrongType}),
+		q("ta3m."+testDomain, 1, decodeCase{name: "vaydns 1-byte ClientID, type A, 4 characters", id: testVayID(1),
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 1, 1)}}),
+		q(testPrefix+"."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 8-byte ClientID", id: testID,
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 8, dnsTypeTXT)}}),
+		q("szdi5laee5n772."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 8-byte ClientID, 14 characters",
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 8, dnsTypeTXT)}, want: ignoreBadPrefix}),
+
+		q(testPrefix+"."+testDomain, dnsTypeTXT, decodeCase{name: "mixed host: dnstt query", id: testID, domains: mixed}),
+		q("ta3mobas7q.v.example.net", dnsTypeTXT, decodeCase{name: "mixed host: vaydns poll", domain: 1, id: testVayID(2), domains: mixed}),
+		q(poll, dnsTypeTXT, decodeCase{name: "mixed host: vaydns poll under the dnstt domain", domains: mixed, want: ignoreBadPrefix}),
+		q("ta3mobas7q.x.v.example.net", dnsTypeTXT, decodeCase{name: "mixed host: dnstt domain under the vaydns one",
+			domains: []tunnelDomain{testVayDomain, dnsttDomain("x.v.example.net"), vaydnsDomain("v.example.net", 2, dnsTypeTXT)},
+			domain: 1, want: ignoreBadPrefix}),
+		q(testPrefix+".x.v.example.net", dnsTypeTXT, decodeCase{name: "mixed host: longest domain wins, dnstt",
+			domains: []tunnelDomain{vaydnsDomain("v.example.net", 2, dnsTypeTXT), dnsttDomain("x.v.example.net")},
+			domain: 1, id: testID}),
+	}
 }
 
 // TestDecodeIP runs the hand-built packets through decodeIP.
@@ -898,6 +979,49 @@ func BenchmarkDecodeOther(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchDecode(b, pkt, ignoreWrongType)
+}
+
+// testVayQuery returns the first real VayDNS query of the sample over
+// IPv4 whose prefix has chars base32 characters.
+func testVayQuery(tb testing.TB, chars int) []byte {
+	d := newDecoder([]tunnelDomain{testVayDomain}, testPort)
+	for _, b := range testCaptureIPOf(tb, testVayCapture) {
+		var p dnsttPacket
+		if d.decodeIP(b, &p) == ignoreNone && p.dir == dirQuery && b[0]>>4 == 4 &&
+			len(p.qname)-len(testName(testDomain)) == chars+(chars+dnsMaxLabelLen-1)/dnsMaxLabelLen {
+			return b
+		}
+	}
+	tb.Fatalf("%s: no IPv4 query of %d characters", testVayCapture, chars)
+	return nil
+}
+
+// benchDecodeVayDNS benchmarks decodeIP on one packet under the VayDNS
+// sample's domain.
+func benchDecodeVayDNS(b *testing.B, pkt []byte) {
+	d := newDecoder([]tunnelDomain{testVayDomain}, testPort)
+	var p dnsttPacket
+	if r := d.decodeIP(pkt, &p); r != ignoreNone {
+		b.Fatalf("decodeIP = %v, want %v", r, ignoreNone)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		sinkReason = d.decodeIP(pkt, &p)
+	}
+}
+
+// BenchmarkDecodeQueryVayDNS decodes a real VayDNS data query of the
+// sample: 85 base32 characters in labels of 63 and 22 (the longest the
+// client's 101-octet name limit allows), 2-byte ClientID.
+func BenchmarkDecodeQueryVayDNS(b *testing.B) {
+	benchDecodeVayDNS(b, testVayQuery(b, 85))
+}
+
+// BenchmarkDecodeQueryVayDNSPoll decodes a real VayDNS poll: one label of
+// 10 characters.
+func BenchmarkDecodeQueryVayDNSPoll(b *testing.B) {
+	benchDecodeVayDNS(b, testVayQuery(b, 10))
 }
 
 // BenchmarkDecodeMalformed decodes a real query whose name is cut short.

@@ -512,6 +512,10 @@ func TestSessionsImports(t *testing.T) {
 type captureTruth struct {
 	Domain string `json:"domain"`
 	Port   uint16 `json:"port"`
+	Mode   struct {
+		Name          string `json:"name"`           // vaydns-default, or absent for dnstt
+		ClientIDBytes int    `json:"clientid_bytes"` // VayDNS's ClientID size
+	} `json:"mode"`
 	Totals struct {
 		Queries       uint64 `json:"queries"`
 		Responses     uint64 `json:"responses"`
@@ -535,14 +539,20 @@ type captureTruth struct {
 	} `json:"resolvers"`
 }
 
-// TestSessionsRealCapture feeds a real dnstt capture through the decoder
-// and the session table on the packet-time clock (SPEC section 4: every
+// TestSessionsRealCapture feeds the real dnstt and VayDNS captures through
+// the decoder and the session table on the packet-time clock (SPEC section 4: every
 // record moves the clock, sweeps at 500 ms steps, a final sweep at the last
 // record) and compares with the truth file. Per-resolver and per-client
 // totals are summed here from the decoder's output: the table keeps no
 // addresses.
 func TestSessionsRealCapture(t *testing.T) {
-	const name = "visible-small"
+	for _, name := range []string{"visible-small", "vaydns-small"} {
+		t.Run(name, func(t *testing.T) { testSessionsRealCapture(t, name) })
+	}
+}
+
+// testSessionsRealCapture is TestSessionsRealCapture for one capture.
+func testSessionsRealCapture(t *testing.T, name string) {
 	var truth captureTruth
 	tb, err := os.ReadFile("testdata/pcap/" + name + ".truth.json")
 	if err != nil {
@@ -551,12 +561,18 @@ func TestSessionsRealCapture(t *testing.T) {
 	if err := json.Unmarshal(tb, &truth); err != nil {
 		t.Fatal(err)
 	}
-	domain, err := parseDomain(truth.Domain)
-	if err != nil {
-		t.Fatal(err)
+	domain := dnsttDomain(truth.Domain)
+	if truth.Mode.Name != "" {
+		if truth.Mode.Name != "vaydns-default" {
+			t.Fatalf("truth mode %q", truth.Mode.Name)
+		}
+		var err error
+		if domain, err = newVayDNSDomain(truth.Domain, truth.Mode.ClientIDBytes, "txt"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	lt, recs := readTestPcap(t, "testdata/pcap/"+name+".pcap")
-	dec := newDecoder(dnsttDomains(domain), truth.Port)
+	dec := newDecoder([]tunnelDomain{domain}, truth.Port)
 	tab := newSessionTable(sessionConfig{window: testWindow, max: 1000, domains: 1, geoIDs: 1})
 
 	type sums struct{ queries, bytesIn, responses, bytesOut uint64 }
@@ -629,9 +645,9 @@ func TestSessionsRealCapture(t *testing.T) {
 		t.Errorf("%d resolvers, want %d (responses %d, want %d)", len(byResolver), len(truth.Resolvers), responses, truth.Totals.Responses)
 	}
 	for hexID, want := range truth.Clients {
-		var id clientID
-		if _, err := hex.Decode(id[:], []byte(hexID)); err != nil {
-			t.Fatal(err)
+		var id clientID // a VayDNS ClientID's bytes after its N are zero
+		if n, err := hex.Decode(id[:], []byte(hexID)); err != nil || n != domain.idLen {
+			t.Fatalf("truth ClientID %q: %d bytes, %v", hexID, n, err)
 		}
 		g := byClient[id]
 		if g == nil || g.queries != want.Queries || g.bytesIn != want.BytesIn || g.bytesOut != want.BytesOut {
