@@ -725,10 +725,10 @@ func vaydnsCases() []decodeCase {
 		q(poll, dnsTypeTXT, decodeCase{name: "mixed host: vaydns poll under the dnstt domain", domains: mixed, want: ignoreBadPrefix}),
 		q("ta3mobas7q.x.v.example.net", dnsTypeTXT, decodeCase{name: "mixed host: dnstt domain under the vaydns one",
 			domains: []tunnelDomain{testVayDomain, dnsttDomain("x.v.example.net"), vaydnsDomain("v.example.net", 2, dnsTypeTXT)},
-			domain: 1, want: ignoreBadPrefix}),
+			domain:  1, want: ignoreBadPrefix}),
 		q(testPrefix+".x.v.example.net", dnsTypeTXT, decodeCase{name: "mixed host: longest domain wins, dnstt",
 			domains: []tunnelDomain{vaydnsDomain("v.example.net", 2, dnsTypeTXT), dnsttDomain("x.v.example.net")},
-			domain: 1, id: testID}),
+			domain:  1, id: testID}),
 	}
 }
 
