@@ -357,17 +357,31 @@ func checkNoAllocs(t *testing.T, fn func(), format string, args ...any) {
 var fuzzDomains = append(dnsttDomains(testDomain, "example.com", "x.y"),
 	vaydnsDomain("v.example.com", 2, dnsTypeTXT), vaydnsDomain("n.example.com", 4, 10), vaydnsDomain("o.x.y", 1, 1))
 
+// fuzzVayDomains are the second domain set of the fuzz targets, under
+// which the VayDNS sample's seeds are VayDNS traffic: its domain with its
+// settings, a NULL domain and a dnstt domain.
+var fuzzVayDomains = []tunnelDomain{testVayDomain, vaydnsDomain("n.example.com", 4, 10), dnsttDomain("d.x.y")}
+
+// fuzzSeedMessages are the DNS messages of both real captures.
+func fuzzSeedMessages(f *testing.F) [][]byte {
+	var msgs [][]byte
+	for _, path := range []string{testCapture, testVayCapture} {
+		for _, b := range testCaptureIPOf(f, path) {
+			ihl := ipv6HeaderLen
+			if b[0]>>4 == 4 {
+				ihl = int(b[0]&0x0f) * 4
+			}
+			msgs = append(msgs, b[ihl+udpHeaderLen:])
+		}
+	}
+	return msgs
+}
+
 // FuzzParseMessage fuzzes the DNS header and question walker with
 // messages from the lab capture and hand-built names.
 func FuzzParseMessage(f *testing.F) {
-	for _, b := range testCaptureIP(f) {
-		var ihl int
-		if b[0]>>4 == 4 {
-			ihl = int(b[0]&0x0f) * 4
-		} else {
-			ihl = ipv6HeaderLen
-		}
-		f.Add(b[ihl+udpHeaderLen:])
+	for _, m := range fuzzSeedMessages(f) {
+		f.Add(m)
 	}
 	for _, tt := range decodeCases() {
 		if len(tt.pkt) > ipv4MinHeaderLen+udpHeaderLen && tt.pkt[0] == 0x45 {
@@ -376,21 +390,27 @@ func FuzzParseMessage(f *testing.F) {
 	}
 	f.Add(testQuery("aaaaaaaaaaaaaaa.x.y"))
 	f.Add(testQuery("a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.x.y"))
-	tab := newDomainTable(fuzzDomains)
+	f.Add(testQuery(testVayPoll + ".v.example.com"))
+	f.Add(testMsg(0x0100, 1, testName(testVayPoll+".n.example.com"), 10, 1))
+	f.Add(testMsg(0x0100, 1, testName("ta3m.o.x.y"), 1, 1))
+	tabs := []domainTable{newDomainTable(fuzzDomains), newDomainTable(fuzzVayDomains)}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		if len(msg) < dnsHeaderLen {
 			return
 		}
-		var p dnsttPacket
-		r := tab.parseMessage(msg, &p)
-		if r >= ignoreReasonCount || r == ignoreNotUDP || r == ignoreWrongPort || r == ignoreFragment {
-			t.Fatalf("parseMessage(%x) = %d", msg, r)
+		for i := range tabs {
+			tab := &tabs[i]
+			var p dnsttPacket
+			r := tab.parseMessage(msg, &p)
+			if r >= ignoreReasonCount || r == ignoreNotUDP || r == ignoreWrongPort || r == ignoreFragment {
+				t.Fatalf("parseMessage(%x) = %d", msg, r)
+			}
+			checkNoAllocs(t, func() { tab.parseMessage(msg, &p) }, "parseMessage(%x)", msg)
+			if r == ignoreNone {
+				checkAccepted(t, tab, &p, msg)
+			}
+			checkAgainstRef(t, tab, msg)
 		}
-		checkNoAllocs(t, func() { tab.parseMessage(msg, &p) }, "parseMessage(%x)", msg)
-		if r == ignoreNone {
-			checkAccepted(t, &tab, &p, msg)
-		}
-		checkAgainstRef(t, &tab, msg)
 	})
 }
 
@@ -461,5 +481,6 @@ func FuzzClientID(f *testing.F) {
 				t.Fatalf("parseMessage(%q) = %v, oracle says valid = %v", name, r, want)
 			}
 		}
+		checkAgainstRef(t, tab, msg)
 	})
 }

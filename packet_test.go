@@ -1034,32 +1034,41 @@ func BenchmarkDecodeMalformed(b *testing.B) {
 // FuzzDecodeIP fuzzes the whole decoder from the IP header, seeded with
 // every packet of the lab capture and the hand-built cases.
 func FuzzDecodeIP(f *testing.F) {
-	for _, b := range testCaptureIP(f) {
-		f.Add(b)
+	for _, path := range []string{testCapture, testVayCapture} {
+		for _, b := range testCaptureIPOf(f, path) {
+			f.Add(b)
+		}
 	}
 	for _, tt := range decodeCases() {
 		f.Add(tt.pkt)
 	}
-	d := newDecoder(fuzzDomains, testPort)
+	decs := []*decoder{newDecoder(fuzzDomains, testPort), newDecoder(fuzzVayDomains, testPort)}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var p dnsttPacket
-		r := d.decodeIP(b, &p)
-		if r >= ignoreReasonCount {
-			t.Fatalf("decodeIP(%x) = %d", b, r)
-		}
-		if r2, ifindex := d.decodeLink(linkRaw, b, &p); r2 != r || ifindex != -1 {
-			t.Fatalf("decodeLink(raw, %x) = %v, %d, decodeIP = %v", b, r2, ifindex, r)
-		}
-		checkNoAllocs(t, func() { d.decodeIP(b, &p) }, "decodeIP(%x)", b)
-		if r != ignoreNone {
-			return
-		}
-		checkAccepted(t, &d.domains, &p, b)
-		if p.dnsLen < dnsHeaderLen+len(p.qname)+4 {
-			t.Fatalf("decodeIP(%x): dnsLen %d too short for qname %q", b, p.dnsLen, p.qname)
-		}
-		if v := b[0] >> 4; !p.resolver.IsValid() || p.resolver.Is4() != (v == 4) {
-			t.Fatalf("decodeIP(%x): resolver %v for IP version %d", b, p.resolver, v)
+		for _, d := range decs {
+			fuzzDecodeIP(t, d, b)
 		}
 	})
+}
+
+// fuzzDecodeIP checks one input of FuzzDecodeIP with one decoder.
+func fuzzDecodeIP(t *testing.T, d *decoder, b []byte) {
+	var p dnsttPacket
+	r := d.decodeIP(b, &p)
+	if r >= ignoreReasonCount {
+		t.Fatalf("decodeIP(%x) = %d", b, r)
+	}
+	if r2, ifindex := d.decodeLink(linkRaw, b, &p); r2 != r || ifindex != -1 {
+		t.Fatalf("decodeLink(raw, %x) = %v, %d, decodeIP = %v", b, r2, ifindex, r)
+	}
+	checkNoAllocs(t, func() { d.decodeIP(b, &p) }, "decodeIP(%x)", b)
+	if r != ignoreNone {
+		return
+	}
+	checkAccepted(t, &d.domains, &p, b)
+	if p.dnsLen < dnsHeaderLen+len(p.qname)+4 {
+		t.Fatalf("decodeIP(%x): dnsLen %d too short for qname %q", b, p.dnsLen, p.qname)
+	}
+	if v := b[0] >> 4; !p.resolver.IsValid() || p.resolver.Is4() != (v == 4) {
+		t.Fatalf("decodeIP(%x): resolver %v for IP version %d", b, p.resolver, v)
+	}
 }
