@@ -338,9 +338,17 @@ func sendPlan(t *testing.T, ns string, plan []planQuery) trafficTotals {
 }
 
 // startCapture opens the capture inside namespace ns and runs it into a
-// fresh test pipeline until the returned stop function is called, which
-// waits for run to return and closes the capture.
+// fresh test pipeline for the dnstt domain t.example.com until the
+// returned stop function is called, which waits for run to return and
+// closes the capture.
 func startCapture(t *testing.T, ns string, cfg captureConfig) (*pipeline, func()) {
+	t.Helper()
+	return startCaptureOf(t, ns, cfg, nil)
+}
+
+// startCaptureOf is startCapture for the given domains (nil: the dnstt
+// domain t.example.com).
+func startCaptureOf(t *testing.T, ns string, cfg captureConfig, domains []tunnelDomain) (*pipeline, func()) {
 	t.Helper()
 	var c *capture
 	if err := inNetns(ns, func() (err error) {
@@ -351,6 +359,10 @@ func startCapture(t *testing.T, ns string, cfg captureConfig) (*pipeline, func()
 	}
 
 	pl := newTestPipeline(captureNeedsDedup(cfg))
+	if domains != nil {
+		pl.dec = newDecoder(domains, cfg.port)
+		pl.sessions = newSessionTable(sessionConfig{window: 30 * time.Second, max: 10000, domains: len(domains), geoIDs: 1})
+	}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- c.run(pl, stop) }()
@@ -387,7 +399,7 @@ func waitReceived(t *testing.T, pl *pipeline, want uint64) {
 // scrape returns the exposition of pl's counters as series → value.
 func scrape(pl *pipeline) map[string]float64 {
 	m := newMetrics(metricsConfig{
-		domains:  dnsttDomains("t.example.com"),
+		domains:  pl.dec.domains.domains,
 		sessions: pl.sessions,
 		capture:  pl.stats,
 		now:      monotonicNow, // the clock of a capture opened without one
@@ -744,16 +756,28 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 	}
 }
 
-// Truth of testdata/pcap/visible-small.pcap (visible-small.truth.json).
-const (
-	replayRecords   = 964
-	replayQueries   = 414
-	replayBytesIn   = 34052
-	replayBytesOut  = 257466
-	replaySessions  = 2
-	replayResponses = 414
-)
+// replayCapture is a real capture replayed live, with the totals of its
+// truth file.
+type replayCapture struct {
+	pcap                                 string
+	domain                               tunnelDomain
+	records, queries, responses          int
+	bytesIn, bytesOut, sessions, ignored int
+}
 
+// replayCaptures are the real captures with their truth files'
+// numbers: visible-small.truth.json (dnstt) and vaydns-small.truth.json
+// (VayDNS, 2-byte ClientIDs, TXT).
+var replayCaptures = []replayCapture{
+	{pcap: "visible-small", domain: dnsttDomain("t.example.com"),
+		records: 964, queries: 414, responses: 414, bytesIn: 34052, bytesOut: 257466, sessions: 2, ignored: 136},
+	{pcap: "vaydns-small", domain: vaydnsDomain("t.example.com", 2, dnsTypeTXT),
+		records: 1090, queries: 508, responses: 507, bytesIn: 38980, bytesOut: 197929, sessions: 2, ignored: 75},
+}
+
+// TestCaptureReplay replays the real captures through a veth into a live
+// capture: the ring path must count exactly what file mode and the truth
+// files count.
 func TestCaptureReplay(t *testing.T) {
 	requireRoot(t)
 	for _, tool := range []string{"tcpreplay", "tcprewrite"} {
@@ -761,18 +785,29 @@ func TestCaptureReplay(t *testing.T) {
 			skipUnlessCI(t, "replay test needs %s (apt-get install tcpreplay): %v", tool, err)
 		}
 	}
+	for _, rc := range replayCaptures {
+		t.Run(rc.pcap, func(t *testing.T) { testCaptureReplay(t, rc) })
+	}
+}
+
+// testCaptureReplay is TestCaptureReplay for one capture.
+func testCaptureReplay(t *testing.T, rc replayCapture) {
+	if rc.records != rc.queries+rc.responses+rc.ignored {
+		t.Fatalf("%s: %d records, %d + %d + %d counted and ignored", rc.pcap, rc.records, rc.queries, rc.responses, rc.ignored)
+	}
 	srv, cli := newVethPair(t)
 	// Address every frame to the server veth, as on the lab's bridge.
 	pcap := filepath.Join(t.TempDir(), "replay.pcap")
-	runCmd(t, "tcprewrite", "--enet-dmac="+testServerMAC, "--infile=testdata/pcap/visible-small.pcap", "--outfile="+pcap)
-	pl, stop := startCapture(t, srv, captureConfig{interfaces: []string{"vs"}, bufferSize: ringDefaultBufferSize, port: 53})
+	runCmd(t, "tcprewrite", "--enet-dmac="+testServerMAC, "--infile=testdata/pcap/"+rc.pcap+".pcap", "--outfile="+pcap)
+	pl, stop := startCaptureOf(t, srv, captureConfig{interfaces: []string{"vs"}, bufferSize: ringDefaultBufferSize, port: 53},
+		[]tunnelDomain{rc.domain})
 	// A fixed rate: a burst above the veth's backlog (1000) would be
 	// dropped before any tap sees it.
 	runCmd(t, "ip", "netns", "exec", cli, "tcpreplay", "--quiet", "--pps=20000", "--intf1=vc", pcap)
-	waitReceived(t, pl, replayRecords)
+	waitReceived(t, pl, uint64(rc.records))
 	stop()
-	if got := pl.stats.received.Load(); got != replayRecords {
-		t.Errorf("received = %d, want %d", got, replayRecords)
+	if got := pl.stats.received.Load(); got != uint64(rc.records) {
+		t.Errorf("received = %d, want %d", got, rc.records)
 	}
 	if got := pl.stats.dropped.Load(); got != 0 {
 		t.Errorf("kernel drops = %d, want 0", got)
@@ -781,19 +816,20 @@ func TestCaptureReplay(t *testing.T) {
 	for r := ignoreNotUDP; r < ignoreReasonCount; r++ {
 		ignored += pl.stats.ignored[r].Load()
 	}
-	if ignored != replayRecords-replayQueries-replayResponses {
-		t.Errorf("ignored = %d, want %d", ignored, replayRecords-replayQueries-replayResponses)
+	if ignored != uint64(rc.ignored) {
+		t.Errorf("ignored = %d, want %d", ignored, rc.ignored)
 	}
 	s := scrape(pl)
 	for _, c := range []struct {
 		name string
 		want int
 	}{
-		{"dnstt_queries_total", replayQueries},
-		{"dnstt_bytes_in_total", replayBytesIn},
-		{"dnstt_bytes_out_total", replayBytesOut},
-		{"dnstt_sessions_total", replaySessions},
-		{"dnstt_active_clients", replaySessions},
+		{"dnstt_queries_total", rc.queries},
+		{"dnstt_bytes_in_total", rc.bytesIn},
+		{"dnstt_bytes_out_total", rc.bytesOut},
+		{"dnstt_sessions_total", rc.sessions},
+		{"dnstt_active_clients", rc.sessions},
+		{"dnstt_peak_clients", rc.sessions},
 	} {
 		if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
 			t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)
