@@ -1,4 +1,5 @@
-// dnstt_exporter is a Prometheus exporter for dnstt DNS tunnel servers.
+// dnstt_exporter is a Prometheus exporter for dnstt DNS tunnel servers,
+// and for VayDNS, the dnstt fork that dnstm installs.
 //
 // It runs beside dnstt-server, watches the host's DNS traffic passively
 // through a Linux AF_PACKET socket (or reads a pcap/pcapng file), decodes the
@@ -234,7 +235,7 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs := flag.NewFlagSet(programName, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are printed as one line by run
 	v.bufferSize = defaultBufferSize
-	fs.Var(&v.domains, "dnstt.domain", "tunnel `domain` to watch, e.g. t.example.com (required; repeat for several tunnels)")
+	fs.Var(&v.domains, "dnstt.domain", "dnstt tunnel `domain` to watch, e.g. t.example.com (repeat for several tunnels; at least one -dnstt.domain or -vaydns.domain)")
 	fs.Var(&v.vaydnsDomains, "vaydns.domain", "VayDNS tunnel `domain` in VayDNS's default format (repeatable; a VayDNS server run with -dnstt-compat is a -dnstt.domain)")
 	fs.IntVar(&v.vaydnsIDSize, "vaydns.clientid-size", defaultVayDNSIDLen, "ClientID `bytes` of the -vaydns.domain servers, as their -clientid-size (1 to 8)")
 	fs.StringVar(&v.vaydnsRecordType, "vaydns.record-type", "txt", "query `type` of the -vaydns.domain servers, as their -record-type: txt, null, cname, a, aaaa, mx, ns, srv or caa")
@@ -264,12 +265,14 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 func usageText(fs *flag.FlagSet) string {
 	var b bytes.Buffer
 	b.WriteString(`Usage: dnstt_exporter -dnstt.domain DOMAIN [flags]
+       dnstt_exporter -vaydns.domain DOMAIN [flags]
 
-dnstt_exporter watches the DNS traffic of a dnstt server passively and exports
-tunnel usage (active sessions, peak, queries, bytes, sessions started) as
-Prometheus metrics, by default at http://127.0.0.1:9713/metrics. Live capture
-needs CAP_NET_RAW. With -capture.file it reads a pcap or pcapng file instead,
-prints the metrics to standard output and exits.
+dnstt_exporter watches the DNS traffic of a dnstt or VayDNS server passively
+and exports tunnel usage (active sessions, peak, queries, bytes, sessions
+started) as Prometheus metrics, by default at http://127.0.0.1:9713/metrics.
+Both kinds of domain may be given on one host. Live capture needs CAP_NET_RAW.
+With -capture.file it reads a pcap or pcapng file instead, prints the metrics
+to standard output and exits.
 
 Flags (two dashes work too):
 `)
