@@ -14,7 +14,6 @@ const (
 	dnsOpcodeMask  = 0x78 // in header byte 2
 	dnsMaxNameLen  = 255  // wire length, final zero label included (RFC 1035 section 3.1)
 	dnsMaxLabelLen = 63   // larger length bytes are pointers or reserved label types
-	dnsTypeTXT     = 16
 	dnsClassIN     = 1
 
 	// maxDomainLen is the longest domain in presentation form without the
@@ -98,8 +97,8 @@ var recordTypes = [...]struct {
 	name  string
 	qtype uint16
 }{
-	{"txt", dnsTypeTXT}, {"null", 10}, {"cname", 5}, {"a", 1}, {"aaaa", 28},
-	{"mx", 15}, {"ns", 2}, {"srv", 33}, {"caa", 257},
+	{"txt", dnsTypeTXT}, {"null", dnsTypeNULL}, {"cname", dnsTypeCNAME}, {"a", dnsTypeA}, {"aaaa", dnsTypeAAAA},
+	{"mx", dnsTypeMX}, {"ns", dnsTypeNS}, {"srv", dnsTypeSRV}, {"caa", dnsTypeCAA},
 }
 
 // parseRecordType maps a record type name, either case, to its TYPE value.
@@ -164,6 +163,20 @@ func domainNames(ds []tunnelDomain) []string {
 	return names
 }
 
+// Query types (RFC 1035 section 3.2.2; AAAA RFC 3596, SRV RFC 2782, CAA
+// RFC 8659): dnstt's TXT and the others VayDNS's -record-type offers.
+const (
+	dnsTypeA     = 1
+	dnsTypeNS    = 2
+	dnsTypeCNAME = 5
+	dnsTypeNULL  = 10
+	dnsTypeMX    = 15
+	dnsTypeTXT   = 16
+	dnsTypeAAAA  = 28
+	dnsTypeSRV   = 33
+	dnsTypeCAA   = 257
+)
+
 // swarOnes and friends are the byte lanes of a uint64 for SWAR checks.
 const (
 	swarOnes = 0x0101010101010101
@@ -183,7 +196,7 @@ type domainTable struct {
 }
 
 // maxTableType bounds the query types of domainTable.types: every type of
-// recordTypes is below it (CAA is 257).
+// recordTypes is below it (TestRecordTypesInTable).
 const maxTableType = 320
 
 // domainEntry is one tunnel domain prepared for the suffix match.

@@ -56,6 +56,16 @@ func TestParseDomain(t *testing.T) {
 	}
 }
 
+// TestRecordTypesInTable checks that domainTable.types has a bit for
+// every record type a domain can have.
+func TestRecordTypesInTable(t *testing.T) {
+	for _, rt := range recordTypes {
+		if rt.qtype >= maxTableType {
+			t.Errorf("%s: type %d ≥ maxTableType %d", rt.name, rt.qtype, maxTableType)
+		}
+	}
+}
+
 // TestVayDNSDomain checks the settings of VayDNS domains and every
 // rejection of newVayDNSDomain.
 func TestVayDNSDomain(t *testing.T) {
