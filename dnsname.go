@@ -193,6 +193,9 @@ type domainTable struct {
 	// configured domain uses: a question of another type fails SPEC
 	// section 3 rule 2 for every domain, before the domain match.
 	types [maxTableType / 64]uint64
+	// firstType is the first domain's type, which passes that check
+	// without the bitmap: on most hosts every domain has it (TXT).
+	firstType uint16
 }
 
 // maxTableType bounds the query types of domainTable.types: every type of
@@ -241,6 +244,9 @@ func newDomainTable(domains []tunnelDomain) domainTable {
 		}
 		if d.qtype < maxTableType {
 			t.types[d.qtype/64] |= 1 << (d.qtype % 64)
+		}
+		if i == 0 {
+			t.firstType = d.qtype
 		}
 		start := 0
 		for j := 0; j <= len(n); j++ {
@@ -336,7 +342,7 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	// before the domain match, as for dnstt alone (TXT). A type some
 	// domain uses is checked against the matched domain's own type below.
 	qtype := binary.BigEndian.Uint16(q[nameLen:])
-	if qtype >= maxTableType || t.types[qtype/64]>>(qtype%64)&1 == 0 ||
+	if qtype != t.firstType && (qtype >= maxTableType || t.types[qtype/64]>>(qtype%64)&1 == 0) ||
 		binary.BigEndian.Uint16(q[nameLen+2:]) != dnsClassIN {
 		return ignoreWrongType
 	}
