@@ -108,14 +108,19 @@ func parseRecordType(s string) (uint16, error) {
 			return t.qtype, nil
 		}
 	}
-	want := ""
+	return 0, errors.New("record type " + strconv.Quote(s) + ": want one of " + recordTypeList())
+}
+
+// recordTypeList lists the names of recordTypes, comma-separated.
+func recordTypeList() string {
+	list := ""
 	for i, t := range recordTypes {
 		if i > 0 {
-			want += ", "
+			list += ", "
 		}
-		want += t.name
+		list += t.name
 	}
-	return 0, errors.New("record type " + strconv.Quote(s) + ": want one of " + want)
+	return list
 }
 
 // recordTypeName is the lower-case name of a TYPE value of recordTypes.

@@ -357,7 +357,7 @@ func validate(v *flagValues) (*config, error) {
 		return nil, usagef("-vaydns.clientid-size %d: want %d to %d", v.vaydnsIDSize, minVayDNSIDLen, maxVayDNSIDLen)
 	}
 	if _, err := parseRecordType(v.vaydnsRecordType); err != nil {
-		return nil, usagef("-vaydns.record-type: %w", err)
+		return nil, usagef("-vaydns.record-type %q: want one of %s", v.vaydnsRecordType, recordTypeList())
 	}
 	for _, s := range v.vaydnsDomains {
 		d, err := newVayDNSDomain(s, v.vaydnsIDSize, v.vaydnsRecordType)
