@@ -18,7 +18,6 @@ const (
 	dnsOpcodeMask  = 0x78 // in header byte 2
 	dnsMaxNameLen  = 255  // wire length, final zero label included (RFC 1035 section 3.1)
 	dnsMaxLabelLen = 63   // larger length bytes are pointers or reserved label types
-	dnsTypeTXT     = 16
 	dnsClassIN     = 1
 	dnsQTypeOff    = 0 // after the question name
 	dnsQClassOff   = 2
@@ -28,12 +27,166 @@ const (
 	// trailing dot: 253 characters make a 255-byte wire name.
 	maxDomainLen = 253
 
-	// minPrefixChars is the shortest prefix that carries a ClientID and one
-	// more byte (SPEC section 3 rule 4): 15 × 5 = 75 bits.
+	// minPrefixChars is the shortest prefix that carries a dnstt ClientID
+	// and one more byte (SPEC section 3 rule 4): 15 × 5 = 75 bits.
 	minPrefixChars = 15
-	// clientIDChars base32 characters carry the ClientID: 13 × 5 = 65 bits,
-	// of which the last character contributes its high 4.
+	// clientIDChars base32 characters carry a dnstt ClientID: 13 × 5 = 65
+	// bits, of which the last character contributes its high 4.
 	clientIDChars = 13
+
+	// minVayDNSIDLen and maxVayDNSIDLen bound VayDNS's -clientid-size
+	// (SPEC section 2a); defaultVayDNSIDLen is its default.
+	minVayDNSIDLen     = 1
+	maxVayDNSIDLen     = clientIDLen
+	defaultVayDNSIDLen = 2
+	// base32Bits is what one base32 character carries (RFC 4648 section 6).
+	base32Bits = 5
+)
+
+// tunnelProtocol is the wire format of a tunnel domain.
+type tunnelProtocol uint8
+
+const (
+	protocolDNSTT  tunnelProtocol = iota // dnstt, and VayDNS with -dnstt-compat (SPEC section 2)
+	protocolVayDNS                       // VayDNS's default format (SPEC section 2a)
+)
+
+// tunnelProtocolNames are the protocol label values of
+// dnstt_exporter_domain_info, indexed by tunnelProtocol.
+var tunnelProtocolNames = [...]string{protocolDNSTT: "dnstt", protocolVayDNS: "vaydns"}
+
+// tunnelDomain is one configured tunnel domain with the wire format its
+// server speaks. Every domain carries its own settings, so that one host
+// can serve dnstt and VayDNS domains, and VayDNS domains with different
+// ClientID sizes and record types (dnstm's config.json gives them per
+// tunnel).
+type tunnelDomain struct {
+	name     string         // normalised by parseDomain
+	protocol tunnelProtocol // wire format
+	idLen    int            // ClientID bytes: clientIDLen for dnstt, 1 to 8 for VayDNS
+	qtype    uint16         // the query type its clients use (RFC 1035 TYPE): TXT for dnstt
+}
+
+// dnsttDomain returns the settings of a dnstt domain, name normalised.
+func dnsttDomain(name string) tunnelDomain {
+	return tunnelDomain{name: name, protocol: protocolDNSTT, idLen: clientIDLen, qtype: dnsTypeTXT}
+}
+
+// newVayDNSDomain validates the settings of a VayDNS domain in its
+// default format: s is the domain as given (see parseDomain), idLen the
+// ClientID size in bytes (1 to 8), recordType its -record-type (see
+// parseRecordType).
+func newVayDNSDomain(s string, idLen int, recordType string) (tunnelDomain, error) {
+	name, err := parseDomain(s)
+	if err != nil {
+		return tunnelDomain{}, err
+	}
+	if idLen < minVayDNSIDLen || idLen > maxVayDNSIDLen {
+		return tunnelDomain{}, errors.New("clientid size " + strconv.Itoa(idLen) + ": want " +
+			strconv.Itoa(minVayDNSIDLen) + " to " + strconv.Itoa(maxVayDNSIDLen))
+	}
+	qtype, err := parseRecordType(recordType)
+	if err != nil {
+		return tunnelDomain{}, err
+	}
+	return tunnelDomain{name: name, protocol: protocolVayDNS, idLen: idLen, qtype: qtype}, nil
+}
+
+// minChars is the shortest prefix of d's queries, in base32 characters:
+// the ClientID and one more byte, ⌈8(N+1)/5⌉ (SPEC section 3 rule 4).
+func (d *tunnelDomain) minChars() int {
+	return (8*(d.idLen+1) + base32Bits - 1) / base32Bits
+}
+
+// recordTypes are the record types VayDNS's -record-type accepts (SPEC
+// section 2a), by their lower-case names, with their RFC 1035 TYPE values.
+var recordTypes = [...]struct {
+	name  string
+	qtype uint16
+}{
+	{"txt", dnsTypeTXT}, {"null", dnsTypeNULL}, {"cname", dnsTypeCNAME}, {"a", dnsTypeA}, {"aaaa", dnsTypeAAAA},
+	{"mx", dnsTypeMX}, {"ns", dnsTypeNS}, {"srv", dnsTypeSRV}, {"caa", dnsTypeCAA},
+}
+
+// parseRecordType maps a record type name, either case, to its TYPE value.
+func parseRecordType(s string) (uint16, error) {
+	for _, t := range recordTypes {
+		if len(s) == len(t.name) && equalFoldASCII(s, t.name) {
+			return t.qtype, nil
+		}
+	}
+	return 0, errors.New("record type " + strconv.Quote(s) + ": want one of " + recordTypeList())
+}
+
+// recordTypeList lists the names of recordTypes, comma-separated.
+func recordTypeList() string {
+	list := ""
+	for i, t := range recordTypes {
+		if i > 0 {
+			list += ", "
+		}
+		list += t.name
+	}
+	return list
+}
+
+// recordTypeName is the lower-case name of a TYPE value of recordTypes.
+func recordTypeName(qtype uint16) string {
+	for _, t := range recordTypes {
+		if t.qtype == qtype {
+			return t.name
+		}
+	}
+	return strconv.Itoa(int(qtype))
+}
+
+// equalFoldASCII reports whether s equals the lower-case t, ignoring the
+// case of ASCII letters in s.
+func equalFoldASCII(s, t string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != t[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// indexDomain returns the index in ds of the domain named name
+// (normalised), or -1.
+func indexDomain(ds []tunnelDomain, name string) int {
+	for i := range ds {
+		if ds[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// domainNames returns the names of ds, in order.
+func domainNames(ds []tunnelDomain) []string {
+	names := make([]string, len(ds))
+	for i := range ds {
+		names[i] = ds[i].name
+	}
+	return names
+}
+
+// Query types (RFC 1035 section 3.2.2; AAAA RFC 3596, SRV RFC 2782, CAA
+// RFC 8659): dnstt's TXT and the others VayDNS's -record-type offers.
+const (
+	dnsTypeA     = 1
+	dnsTypeNS    = 2
+	dnsTypeCNAME = 5
+	dnsTypeNULL  = 10
+	dnsTypeMX    = 15
+	dnsTypeTXT   = 16
+	dnsTypeAAAA  = 28
+	dnsTypeSRV   = 33
+	dnsTypeCAA   = 257
 )
 
 // swarOnes and friends are the byte lanes of a uint64 for SWAR checks.
@@ -46,15 +199,30 @@ const (
 // domainTable holds the configured tunnel domains, lower case, and matches
 // question names against them.
 type domainTable struct {
-	names   []string      // as configured, normalised; index = dnsttPacket.domain
-	entries []domainEntry // longest wire form first, so the longest match wins
+	domains []tunnelDomain // as configured; index = dnsttPacket.domain
+	entries []domainEntry  // longest wire form first, so the longest match wins
+	// types has bit t set for every query type t < maxTableType that a
+	// configured domain uses: a question of another type fails SPEC
+	// section 3 rule 2 for every domain, before the domain match.
+	types [maxTableType / 64]uint64
+	// firstType is the first domain's type, which passes that check
+	// without the bitmap: on most hosts every domain has it (TXT).
+	firstType uint16
 }
+
+// maxTableType bounds the query types of domainTable.types: every type of
+// recordTypes is below it (TestRecordTypesInTable).
+const maxTableType = 320
 
 // domainEntry is one tunnel domain prepared for the suffix match.
 type domainEntry struct {
 	wire   []byte // wire form, lower case, final zero label included
 	labels int    // labels in wire, the zero label excluded
-	index  uint16 // into domainTable.names
+	index  uint16 // into domainTable.domains
+	qtype  uint16 // the domain's query type
+	// minChars is the shortest valid prefix in base32 characters;
+	// idLen the ClientID's bytes, idChars the characters holding them.
+	minChars, idLen, idChars int
 	// head and tail are wire's first and last eight bytes (overlapping
 	// when shorter than 16) when it is 8 to 16 bytes long, as most are:
 	// then matchAt compares two words without a call.
@@ -72,11 +240,26 @@ func (e *domainEntry) matchAt(q []byte, s int) bool {
 		lower8(binary.LittleEndian.Uint64(q[s+n-8:s+n])) == e.tail
 }
 
-// newDomainTable builds a table from normalised domains (see parseDomain).
-func newDomainTable(names []string) domainTable {
-	t := domainTable{names: names, entries: make([]domainEntry, 0, len(names))}
-	for i, n := range names {
-		e := domainEntry{index: uint16(i)}
+// newDomainTable builds a table from domains with normalised names (see
+// parseDomain) and valid settings (dnsttDomain, newVayDNSDomain).
+func newDomainTable(domains []tunnelDomain) domainTable {
+	t := domainTable{domains: domains, entries: make([]domainEntry, 0, len(domains))}
+	for i := range domains {
+		d := &domains[i]
+		n := d.name
+		e := domainEntry{
+			index:    uint16(i),
+			qtype:    d.qtype,
+			minChars: d.minChars(),
+			idLen:    d.idLen,
+			idChars:  (8*d.idLen + base32Bits - 1) / base32Bits,
+		}
+		if d.qtype < maxTableType {
+			t.types[d.qtype/64] |= 1 << (d.qtype % 64)
+		}
+		if i == 0 {
+			t.firstType = d.qtype
+		}
 		start := 0
 		for j := 0; j <= len(n); j++ {
 			if j == len(n) || n[j] == '.' {
@@ -145,23 +328,6 @@ func domainError(s, why string) error {
 	return errors.New("domain " + strconv.Quote(s) + ": " + why)
 }
 
-// parseDomains applies parseDomain to every value and rejects a domain
-// given twice (after normalisation), which would count its traffic twice.
-func parseDomains(values []string) ([]string, error) {
-	out := make([]string, 0, len(values))
-	for _, v := range values {
-		n, err := parseDomain(v)
-		if err != nil {
-			return nil, err
-		}
-		if slices.Contains(out, n) {
-			return nil, domainError(v, "given twice")
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
-
 // parseMessage classifies msg, a DNS message of at least dnsHeaderLen bytes
 // whose ports and QR bit have been checked, by SPEC section 3 rules 2-4.
 // On ignoreNone it has set p.domain, p.id, p.dnsID and p.qname (aliasing
@@ -183,7 +349,13 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	if len(q) < nameLen+dnsQTailLen {
 		return ignoreMalformed
 	}
-	if binary.BigEndian.Uint16(q[nameLen+dnsQTypeOff:]) != dnsTypeTXT || binary.BigEndian.Uint16(q[nameLen+dnsQClassOff:]) != dnsClassIN {
+	// Rule 2 before rule 3 (SPEC section 3): a type that no configured
+	// domain uses fails rule 2 whatever the name, so it is wrong_type
+	// before the domain match, as for dnstt alone (TXT). A type some
+	// domain uses is checked against the matched domain's own type below.
+	qtype := binary.BigEndian.Uint16(q[nameLen+dnsQTypeOff:])
+	if qtype != t.firstType && (qtype >= maxTableType || t.types[qtype/64]>>(qtype%64)&1 == 0) ||
+		binary.BigEndian.Uint16(q[nameLen+dnsQClassOff:]) != dnsClassIN {
 		return ignoreWrongType
 	}
 
@@ -204,11 +376,14 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	if e == nil {
 		return ignoreNotTunnel
 	}
+	if qtype != e.qtype { // another domain's type
+		return ignoreWrongType
+	}
 
-	// The prefix labels, concatenated, must be at least minPrefixChars
-	// base32 characters.
+	// The prefix labels, concatenated, must be at least e.minChars base32
+	// characters.
 	prefixEnd := nameLen - len(e.wire)
-	if prefixEnd-(w.labels-e.labels) < minPrefixChars {
+	if prefixEnd-(w.labels-e.labels) < e.minChars {
 		return ignoreBadPrefix
 	}
 	var valid bool
@@ -222,7 +397,11 @@ func (t *domainTable) parseMessage(msg []byte, p *dnsttPacket) ignoreReason {
 	}
 
 	p.domain = e.index
-	p.id = decodeClientID(name[:prefixEnd])
+	if e.idLen == clientIDLen {
+		p.id = decodeClientID(name[:prefixEnd])
+	} else {
+		p.id = decodeShortClientID(name[:prefixEnd], e.idLen, e.idChars)
+	}
 	p.dnsID = binary.BigEndian.Uint16(msg[0:2])
 	p.qname = name
 	return ignoreNone
@@ -594,5 +773,39 @@ func decodeClientID(name []byte) clientID {
 	}
 	var id clientID
 	binary.BigEndian.PutUint64(id[:], v)
+	return id
+}
+
+// decodeShortClientID decodes a ClientID of idLen < clientIDLen bytes
+// (VayDNS, SPEC section 2a) from the first idChars = ⌈8 idLen / 5⌉ base32
+// characters of name's labels, which may span labels; the bytes of the
+// result after idLen are zero. name holds at least idChars characters of
+// validated base32 in wire form. idChars ≤ 12, so the characters fit in
+// 60 bits.
+func decodeShortClientID(name []byte, idLen, idChars int) clientID {
+	var v uint64
+	if int(name[0]) >= idChars {
+		// The common case: the first label holds them all (a VayDNS
+		// poll with a 2-byte ClientID is one 10-character label).
+		for _, c := range name[1 : 1+idChars] {
+			v = v<<base32Bits | uint64(base32Value[c])
+		}
+	} else {
+		k := 0
+		for off := 0; k < idChars; {
+			l := int(name[off])
+			for _, c := range name[off+1 : off+1+l] {
+				v = v<<base32Bits | uint64(base32Value[c])
+				if k++; k == idChars {
+					break
+				}
+			}
+			off += 1 + l
+		}
+	}
+	// Drop the bits after the ClientID, then left-align it.
+	v >>= uint(base32Bits*idChars - 8*idLen)
+	var id clientID
+	binary.BigEndian.PutUint64(id[:], v<<(64-8*uint(idLen)))
 	return id
 }

@@ -16,9 +16,12 @@ type refResult struct {
 }
 
 // refParseMessage is a byte-at-a-time reading of SPEC section 3 rules 2-4,
-// kept as the oracle of parseMessage: it walks the name label by label,
-// matches domains on lower-cased label lists and decodes the ClientID bit
-// by bit. It is slow and allocates; it is written for plainness only.
+// for dnstt and VayDNS domains, kept as the oracle of parseMessage: it
+// walks the name label by label, matches domains on lower-cased label
+// lists and decodes the ClientID bit by bit. It is slow and allocates; it
+// is written for plainness only. A question whose type no domain uses is
+// wrong_type whatever its name; one whose type is not that of the domain
+// it matches is wrong_type too (see parseMessage).
 func refParseMessage(tab *domainTable, msg []byte) refResult {
 	if len(msg) < dnsHeaderLen {
 		return refResult{reason: ignoreMalformed}
@@ -46,13 +49,19 @@ func refParseMessage(tab *domainTable, msg []byte) refResult {
 	if nameEnd+4 > len(msg) {
 		return refResult{reason: ignoreMalformed}
 	}
-	if msg[nameEnd] != 0 || msg[nameEnd+1] != dnsTypeTXT || msg[nameEnd+2] != 0 || msg[nameEnd+3] != dnsClassIN {
+	qtype := uint16(msg[nameEnd])<<8 | uint16(msg[nameEnd+1])
+	anyType := false
+	for _, d := range tab.domains {
+		anyType = anyType || d.qtype == qtype
+	}
+	if !anyType || msg[nameEnd+2] != 0 || msg[nameEnd+3] != dnsClassIN {
 		return refResult{reason: ignoreWrongType}
 	}
 
 	// The longest matching domain, counted in labels and bytes alike.
 	best, bestLen := -1, 0
-	for i, d := range tab.names {
+	for i, td := range tab.domains {
+		d := td.name
 		dl := bytes.Split([]byte(d), []byte("."))
 		if len(dl) >= len(labels) || len(d) <= bestLen {
 			continue
@@ -70,12 +79,18 @@ func refParseMessage(tab *domainTable, msg []byte) refResult {
 	if best < 0 {
 		return refResult{reason: ignoreNotTunnel}
 	}
+	dom := tab.domains[best]
+	if dom.qtype != qtype {
+		return refResult{reason: ignoreWrongType}
+	}
 
 	var prefix []byte
-	for _, l := range labels[:len(labels)-bytes.Count([]byte(tab.names[best]), []byte("."))-1] {
+	for _, l := range labels[:len(labels)-bytes.Count([]byte(dom.name), []byte("."))-1] {
 		prefix = append(prefix, l...)
 	}
-	if len(prefix) < minPrefixChars {
+	// The ClientID and one more byte: ⌈8(N+1)/5⌉ characters, counted
+	// here in bits.
+	if 5*len(prefix) < 8*(dom.idLen+1) {
 		return refResult{reason: ignoreBadPrefix}
 	}
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -90,7 +105,7 @@ func refParseMessage(tab *domainTable, msg []byte) refResult {
 		}
 	}
 	var id clientID
-	for i := range 8 * clientIDLen {
+	for i := range 8 * dom.idLen {
 		id[i/8] |= bits[i] << (7 - i%8)
 	}
 	return refResult{
@@ -149,8 +164,21 @@ func checkAgainstRef(t *testing.T, tab *domainTable, msg []byte) ignoreReason {
 
 // refDomains are the domains of the differential test: shared suffixes,
 // one label, and labels holding characters outside base32 (digits 0, 1,
-// 8, 9 and hyphens), which may follow a prefix but never be part of it.
-var refDomains = []string{testDomain, "example.com", "x.y", "a-1.x.y", "q", "b2.abcdefghijklm.c0m"}
+// 8, 9 and hyphens), which may follow a prefix but never be part of it;
+// dnstt and VayDNS domains of several ClientID sizes and types, one
+// VayDNS domain under a dnstt one and the other way round.
+var refDomains = append(dnsttDomains(testDomain, "example.com", "x.y", "a-1.x.y", "q", "b2.abcdefghijklm.c0m"),
+	vaydnsDomain("v.example.com", 2, dnsTypeTXT),
+	vaydnsDomain("n.x.y", 4, 10),
+	vaydnsDomain("v1.q", 1, 1),
+	vaydnsDomain("v7.example.com", 7, 257),
+	vaydnsDomain("v8.q", 8, 10),
+	vaydnsDomain("v.org", 3, 5),
+)
+
+// refTypes are the query types of the random messages: TXT mostly, the
+// types of refDomains, and a type none uses.
+var refTypes = []int{16, 16, 16, 16, 10, 1, 257, 5, 28}
 
 // TestParseMessageReference compares parseMessage with refParseMessage
 // on the lab capture, the hand-built cases and random names built to hit
@@ -215,7 +243,7 @@ func TestParseMessageReference(t *testing.T) {
 			}
 		}
 		if rng.IntN(4) != 0 {
-			name = append(name, testName(refDomains[rng.IntN(len(refDomains))])...)
+			name = append(name, testName(refDomains[rng.IntN(len(refDomains))].name)...)
 			if rng.IntN(8) == 0 { // the domain in upper or mixed case
 				for i, c := range name {
 					if 'a' <= c && c <= 'z' && rng.IntN(2) == 0 {
@@ -226,7 +254,7 @@ func TestParseMessageReference(t *testing.T) {
 		} else {
 			name = append(name, 0)
 		}
-		qtype, qclass := 16, 1
+		qtype, qclass := refTypes[rng.IntN(len(refTypes))], 1
 		if rng.IntN(20) == 0 {
 			qtype = rng.IntN(300)
 		}

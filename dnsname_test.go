@@ -56,33 +56,93 @@ func TestParseDomain(t *testing.T) {
 	}
 }
 
-// TestParseDomains checks that a domain given twice is rejected.
-func TestParseDomains(t *testing.T) {
-	got, err := parseDomains([]string{"t.example.com", "Example.com."})
-	if err != nil || len(got) != 2 || got[0] != "t.example.com" || got[1] != "example.com" {
-		t.Errorf("parseDomains = %q, %v", got, err)
+// TestRecordTypesInTable checks that domainTable.types has a bit for
+// every record type a domain can have.
+func TestRecordTypesInTable(t *testing.T) {
+	for _, rt := range recordTypes {
+		if rt.qtype >= maxTableType {
+			t.Errorf("%s: type %d ≥ maxTableType %d", rt.name, rt.qtype, maxTableType)
+		}
 	}
-	if _, err := parseDomains([]string{"t.example.com", "T.EXAMPLE.COM."}); err == nil ||
-		err.Error() != `domain "T.EXAMPLE.COM.": given twice` {
-		t.Errorf("parseDomains with a duplicate: error %v", err)
+}
+
+// TestVayDNSDomain checks the settings of VayDNS domains and every
+// rejection of newVayDNSDomain.
+func TestVayDNSDomain(t *testing.T) {
+	tests := []struct {
+		name, in   string
+		idLen      int
+		recordType string
+		want       tunnelDomain
+		minChars   int
+		err        string
+		typeName   string
+	}{
+		{name: "defaults", in: "T.Example.COM.", idLen: 2, recordType: "txt",
+			want: vaydnsDomain("t.example.com", 2, 16), minChars: 5, typeName: "txt"},
+		{name: "null, 4 bytes", in: "v.example.com", idLen: 4, recordType: "NULL",
+			want: vaydnsDomain("v.example.com", 4, 10), minChars: 8, typeName: "null"},
+		{name: "1 byte, a", in: "v", idLen: 1, recordType: "A", want: vaydnsDomain("v", 1, 1), minChars: 4, typeName: "a"},
+		{name: "8 bytes, caa", in: "v", idLen: 8, recordType: "Caa", want: vaydnsDomain("v", 8, 257), minChars: 15, typeName: "caa"},
+		{name: "cname", in: "v", idLen: 3, recordType: "cname", want: vaydnsDomain("v", 3, 5), minChars: 7, typeName: "cname"},
+		{name: "aaaa", in: "v", idLen: 5, recordType: "aaaa", want: vaydnsDomain("v", 5, 28), minChars: 10, typeName: "aaaa"},
+		{name: "mx", in: "v", idLen: 6, recordType: "mx", want: vaydnsDomain("v", 6, 15), minChars: 12, typeName: "mx"},
+		{name: "ns", in: "v", idLen: 7, recordType: "ns", want: vaydnsDomain("v", 7, 2), minChars: 13, typeName: "ns"},
+		{name: "srv", in: "v", idLen: 2, recordType: "SRV", want: vaydnsDomain("v", 2, 33), minChars: 5, typeName: "srv"},
+		{name: "size 0", in: "v", idLen: 0, recordType: "txt", err: "clientid size 0: want 1 to 8"},
+		{name: "size 9", in: "v", idLen: 9, recordType: "txt", err: "clientid size 9: want 1 to 8"},
+		{name: "unknown type", in: "v", idLen: 2, recordType: "ptr",
+			err: `record type "ptr": want one of txt, null, cname, a, aaaa, mx, ns, srv, caa`},
+		{name: "empty type", in: "v", idLen: 2, recordType: "",
+			err: `record type "": want one of txt, null, cname, a, aaaa, mx, ns, srv, caa`},
+		{name: "type with a prefix of a name", in: "v", idLen: 2, recordType: "tx",
+			err: `record type "tx": want one of txt, null, cname, a, aaaa, mx, ns, srv, caa`},
+		{name: "bad domain", in: "x..y", idLen: 2, recordType: "txt", err: `domain "x..y": empty label`},
 	}
-	if _, err := parseDomains([]string{"ok.com", "x..y"}); err == nil {
-		t.Errorf("parseDomains with a bad domain: no error")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := newVayDNSDomain(tt.in, tt.idLen, tt.recordType)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("newVayDNSDomain(%q, %d, %q) = %+v, %v, want error %q", tt.in, tt.idLen, tt.recordType, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("newVayDNSDomain(%q, %d, %q) = %+v, %v, want %+v", tt.in, tt.idLen, tt.recordType, got, err, tt.want)
+			}
+			if n := got.minChars(); n != tt.minChars {
+				t.Errorf("minChars = %d, want %d", n, tt.minChars)
+			}
+			if n := recordTypeName(got.qtype); n != tt.typeName {
+				t.Errorf("recordTypeName(%d) = %q, want %q", got.qtype, n, tt.typeName)
+			}
+		})
+	}
+	if d := dnsttDomain("t.example.com"); d.minChars() != minPrefixChars || d.idLen != clientIDLen || d.qtype != dnsTypeTXT {
+		t.Errorf("dnsttDomain = %+v, minChars %d", d, d.minChars())
 	}
 }
 
 // TestNewDomainTable checks the wire forms and the longest-first order.
 func TestNewDomainTable(t *testing.T) {
-	tab := newDomainTable([]string{"com", "t.example.com", "example.com", "other.net"})
+	tab := newDomainTable(append(dnsttDomains("com", "t.example.com", "example.com"), vaydnsDomain("other.net", 4, 10)))
 	var order []string
 	for _, e := range tab.entries {
-		order = append(order, tab.names[e.index])
-		if want := testName(tab.names[e.index]); !bytes.Equal(e.wire, want) {
-			t.Errorf("%s: wire %q, want %q", tab.names[e.index], e.wire, want)
+		d := tab.domains[e.index]
+		order = append(order, d.name)
+		if want := testName(d.name); !bytes.Equal(e.wire, want) {
+			t.Errorf("%s: wire %q, want %q", d.name, e.wire, want)
 		}
-		if want := strings.Count(tab.names[e.index], ".") + 1; e.labels != want {
-			t.Errorf("%s: labels %d, want %d", tab.names[e.index], e.labels, want)
+		if want := strings.Count(d.name, ".") + 1; e.labels != want {
+			t.Errorf("%s: labels %d, want %d", d.name, e.labels, want)
 		}
+		if e.qtype != d.qtype || e.idLen != d.idLen || e.minChars != d.minChars() || 5*e.idChars < 8*e.idLen || 5*(e.idChars-1) >= 8*e.idLen {
+			t.Errorf("%s: entry %+v for %+v", d.name, e, d)
+		}
+	}
+	if tab.types != [maxTableType / 64]uint64{1<<10 | 1<<16} {
+		t.Errorf("types = %x, want TXT and NULL", tab.types)
 	}
 	want := "t.example.com example.com other.net com"
 	if got := strings.Join(order, " "); got != want {
@@ -237,13 +297,14 @@ func TestNoFmt(t *testing.T) {
 // the high 4 bits of the 13th (case-insensitively).
 func checkAccepted(t *testing.T, tab *domainTable, p *dnsttPacket, input []byte) {
 	t.Helper()
-	if int(p.domain) >= len(tab.names) {
-		t.Fatalf("domain index %d of %d", p.domain, len(tab.names))
+	if int(p.domain) >= len(tab.domains) {
+		t.Fatalf("domain index %d of %d", p.domain, len(tab.domains))
 	}
+	d := tab.domains[p.domain]
 	if len(p.qname) == 0 || !bytes.Contains(input, p.qname) {
 		t.Fatalf("qname %q is not part of the input", p.qname)
 	}
-	wire := testName(tab.names[p.domain])
+	wire := testName(d.name)
 	if !bytes.HasSuffix(bytes.ToLower(p.qname), wire) || len(p.qname) == len(wire) {
 		t.Fatalf("qname %q does not end with %q after a prefix", p.qname, wire)
 	}
@@ -251,10 +312,25 @@ func checkAccepted(t *testing.T, tab *domainTable, p *dnsttPacket, input []byte)
 	for off := 0; off < len(p.qname)-len(wire); off += 1 + int(p.qname[off]) {
 		prefix = append(prefix, p.qname[off+1:off+1+int(p.qname[off])]...)
 	}
-	if len(prefix) < minPrefixChars {
-		t.Fatalf("prefix %q shorter than %d", prefix, minPrefixChars)
+	if len(prefix) < d.minChars() {
+		t.Fatalf("prefix %q shorter than %d", prefix, d.minChars())
 	}
 	enc := base32.StdEncoding.WithPadding(base32.NoPadding)
+	if d.idLen != clientIDLen {
+		// The standard decoder wants whole 8-character groups, or a
+		// valid partial one: decode 8 characters per 5 bytes, padded.
+		padded := strings.ToUpper(string(prefix)) + strings.Repeat("A", 8)
+		dec, err := enc.DecodeString(padded[:8*((d.idLen+4)/5)])
+		if err != nil {
+			t.Fatalf("prefix %q: encoding/base32: %v", prefix, err)
+		}
+		var want clientID
+		copy(want[:d.idLen], dec)
+		if want != p.id {
+			t.Fatalf("prefix %q: %d-byte ClientID %x, encoding/base32 says %x", prefix, d.idLen, p.id, want)
+		}
+		return
+	}
 	dec, err := enc.DecodeString(strings.ToUpper(string(prefix[:clientIDChars])))
 	if err != nil {
 		t.Fatalf("prefix %q: encoding/base32: %v", prefix, err)
@@ -286,20 +362,36 @@ func checkNoAllocs(t *testing.T, fn func(), format string, args ...any) {
 }
 
 // fuzzDomains are the domains of the fuzz targets: a shared suffix and a
-// short one.
-var fuzzDomains = []string{testDomain, "example.com", "x.y"}
+// short one, dnstt and VayDNS (of the sample's settings, NULL with a
+// 4-byte ClientID, and 1 byte under a dnstt domain).
+var fuzzDomains = append(dnsttDomains(testDomain, "example.com", "x.y"),
+	vaydnsDomain("v.example.com", 2, dnsTypeTXT), vaydnsDomain("n.example.com", 4, 10), vaydnsDomain("o.x.y", 1, 1))
+
+// fuzzVayDomains are the second domain set of the fuzz targets, under
+// which the VayDNS sample's seeds are VayDNS traffic: its domain with its
+// settings, a NULL domain and a dnstt domain.
+var fuzzVayDomains = []tunnelDomain{testVayDomain, vaydnsDomain("n.example.com", 4, 10), dnsttDomain("d.x.y")}
+
+// fuzzSeedMessages are the DNS messages of both real captures.
+func fuzzSeedMessages(f *testing.F) [][]byte {
+	var msgs [][]byte
+	for _, path := range []string{sampleCapture, vaydnsCapture} {
+		for _, b := range testCaptureIPOf(f, path) {
+			ihl := ipv6HeaderLen
+			if b[0]>>4 == 4 {
+				ihl = int(b[0]&0x0f) * 4
+			}
+			msgs = append(msgs, b[ihl+udpHeaderLen:])
+		}
+	}
+	return msgs
+}
 
 // FuzzParseMessage fuzzes the DNS header and question walker with
 // messages from the lab capture and hand-built names.
 func FuzzParseMessage(f *testing.F) {
-	for _, b := range testCaptureIP(f) {
-		var ihl int
-		if b[0]>>4 == 4 {
-			ihl = int(b[0]&0x0f) * 4
-		} else {
-			ihl = ipv6HeaderLen
-		}
-		f.Add(b[ihl+udpHeaderLen:])
+	for _, m := range fuzzSeedMessages(f) {
+		f.Add(m)
 	}
 	for _, tt := range decodeCases() {
 		if len(tt.pkt) > ipv4MinHeaderLen+udpHeaderLen && tt.pkt[0] == 0x45 {
@@ -308,34 +400,55 @@ func FuzzParseMessage(f *testing.F) {
 	}
 	f.Add(testQuery("aaaaaaaaaaaaaaa.x.y"))
 	f.Add(testQuery("a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.x.y"))
-	tab := newDomainTable(fuzzDomains)
+	f.Add(testQuery(testVayPoll + ".v.example.com"))
+	f.Add(testMsg(0x0100, 1, testName(testVayPoll+".n.example.com"), 10, 1))
+	f.Add(testMsg(0x0100, 1, testName("ta3m.o.x.y"), 1, 1))
+	tabs := []domainTable{newDomainTable(fuzzDomains), newDomainTable(fuzzVayDomains)}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		if len(msg) < dnsHeaderLen {
 			return
 		}
-		var p dnsttPacket
-		r := tab.parseMessage(msg, &p)
-		if r >= ignoreReasonCount || r == ignoreNotUDP || r == ignoreWrongPort || r == ignoreFragment {
-			t.Fatalf("parseMessage(%x) = %d", msg, r)
+		for i := range tabs {
+			tab := &tabs[i]
+			var p dnsttPacket
+			r := tab.parseMessage(msg, &p)
+			if r >= ignoreReasonCount || r == ignoreNotUDP || r == ignoreWrongPort || r == ignoreFragment {
+				t.Fatalf("parseMessage(%x) = %d", msg, r)
+			}
+			checkNoAllocs(t, func() { tab.parseMessage(msg, &p) }, "parseMessage(%x)", msg)
+			if r == ignoreNone {
+				checkAccepted(t, tab, &p, msg)
+			}
+			checkAgainstRef(t, tab, msg)
 		}
-		checkNoAllocs(t, func() { tab.parseMessage(msg, &p) }, "parseMessage(%x)", msg)
-		if r == ignoreNone {
-			checkAccepted(t, &tab, &p, msg)
-		}
-		checkAgainstRef(t, &tab, msg)
 	})
 }
 
 // FuzzClientID fuzzes the prefix check and ClientID decoder with names
-// of arbitrary label splits and characters under one domain.
+// of arbitrary label splits and characters under one domain: dnstt when
+// idLen is 0 (mod 9), else VayDNS with a ClientID of idLen bytes.
 func FuzzClientID(f *testing.F) {
-	f.Add(testPrefix, uint8(0))
-	f.Add("SzDi5LaEe5N772AaaaaaaaaaaaaA", uint8(3))
-	f.Add("szdi5laee5n772aaa", uint8(13))
-	f.Add("szdi5laee5n772a!", uint8(7))
-	f.Add(strings.Repeat("abcdefgh234567", 16), uint8(63))
-	tab := newDomainTable([]string{testDomain})
-	f.Fuzz(func(t *testing.T, prefix string, cut uint8) {
+	f.Add(testPrefix, uint8(0), uint8(0))
+	f.Add("SzDi5LaEe5N772AaaaaaaaaaaaaA", uint8(3), uint8(0))
+	f.Add("szdi5laee5n772aaa", uint8(13), uint8(0))
+	f.Add("szdi5laee5n772a!", uint8(7), uint8(0))
+	f.Add(strings.Repeat("abcdefgh234567", 16), uint8(63), uint8(0))
+	f.Add(testVayPoll, uint8(0), uint8(2))
+	f.Add(testVayPoll[:5], uint8(0), uint8(2))
+	f.Add(testVayPoll[:4], uint8(0), uint8(2))
+	f.Add(testVayPoll, uint8(2), uint8(2))
+	f.Add(testVayPoll, uint8(3), uint8(4))
+	f.Add(testVayPoll[:7], uint8(1), uint8(4))
+	f.Add(testVayPoll+"aaaaa", uint8(5), uint8(8))
+	f.Add(testVayPoll, uint8(0), uint8(1))
+	f.Add(testVayPoll, uint8(0), uint8(7))
+	var tabs [maxVayDNSIDLen + 1]domainTable
+	tabs[0] = newDomainTable(dnsttDomains(testDomain))
+	for n := minVayDNSIDLen; n <= maxVayDNSIDLen; n++ {
+		tabs[n] = newDomainTable([]tunnelDomain{vaydnsDomain(testDomain, n, dnsTypeTXT)})
+	}
+	f.Fuzz(func(t *testing.T, prefix string, cut, idLen uint8) {
+		tab := &tabs[idLen%uint8(len(tabs))]
 		// Names over 255 bytes are all alike (malformed); a bound keeps
 		// each run, and the minimisation of a find, short.
 		if len(prefix) > 2*dnsMaxNameLen {
@@ -360,7 +473,7 @@ func FuzzClientID(f *testing.F) {
 		checkNoAllocs(t, func() { tab.parseMessage(msg, &p) }, "parseMessage(%q)", name)
 		switch r {
 		case ignoreNone:
-			checkAccepted(t, &tab, &p, msg)
+			checkAccepted(t, tab, &p, msg)
 		case ignoreBadPrefix, ignoreMalformed, ignoreNotTunnel:
 		default:
 			t.Fatalf("parseMessage(%q) = %v", name, r)
@@ -374,10 +487,11 @@ func FuzzClientID(f *testing.F) {
 					ok = ok && ('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '2' <= c && c <= '7')
 				}
 			}
-			if want := ok && chars >= minPrefixChars; want != (r == ignoreNone) {
+			if want := ok && chars >= tab.domains[0].minChars(); want != (r == ignoreNone) {
 				t.Fatalf("parseMessage(%q) = %v, oracle says valid = %v", name, r, want)
 			}
 		}
+		checkAgainstRef(t, tab, msg)
 	})
 }
 

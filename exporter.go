@@ -1,4 +1,5 @@
-// dnstt_exporter is a Prometheus exporter for dnstt DNS tunnel servers.
+// dnstt_exporter is a Prometheus exporter for dnstt DNS tunnel servers,
+// and for VayDNS, the dnstt fork that dnstm installs.
 //
 // It runs beside dnstt-server, watches the host's DNS traffic passively
 // through a Linux AF_PACKET socket (or reads a pcap/pcapng file), decodes the
@@ -67,7 +68,9 @@ const shutdownTimeout = 5 * time.Second
 
 // config is the validated command line.
 type config struct {
-	domains       []string      // -dnstt.domain, normalised by parseDomain
+	// domains are -dnstt.domain, then -vaydns.domain with the -vaydns.*
+	// settings; names normalised by parseDomain, index = domain id.
+	domains       []tunnelDomain
 	port          uint16        // -dnstt.port
 	window        time.Duration // -dnstt.window
 	interfaces    []string      // -capture.interface; empty = all
@@ -177,6 +180,9 @@ func formatByteSize(n int) string {
 // flagValues are the raw flag values, before validation.
 type flagValues struct {
 	domains, interfaces            stringList
+	vaydnsDomains                  stringList
+	vaydnsIDSize                   int
+	vaydnsRecordType               string
 	port                           uint
 	window                         time.Duration
 	bufferSize                     byteSize
@@ -198,7 +204,10 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs := flag.NewFlagSet(programName, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are printed as one line by run
 	v.bufferSize = defaultBufferSize
-	fs.Var(&v.domains, "dnstt.domain", "tunnel `domain` to watch, e.g. t.example.com (required; repeat for several tunnels)")
+	fs.Var(&v.domains, "dnstt.domain", "dnstt tunnel `domain` to watch, e.g. t.example.com (repeat for several tunnels; at least one -dnstt.domain or -vaydns.domain)")
+	fs.Var(&v.vaydnsDomains, "vaydns.domain", "VayDNS tunnel `domain` in VayDNS's default format (repeatable; a VayDNS server run with -dnstt-compat is a -dnstt.domain)")
+	fs.IntVar(&v.vaydnsIDSize, "vaydns.clientid-size", defaultVayDNSIDLen, "ClientID `bytes` of the -vaydns.domain servers, as their -clientid-size (1 to 8)")
+	fs.StringVar(&v.vaydnsRecordType, "vaydns.record-type", "txt", "query `type` of the -vaydns.domain servers, as their -record-type: txt, null, cname, a, aaaa, mx, ns, srv or caa")
 	fs.UintVar(&v.port, "dnstt.port", defaultPort, "UDP `port` the dnstt server answers on (the port on the wire, before any iptables redirect)")
 	fs.DurationVar(&v.window, "dnstt.window", defaultWindow, "a session is active while its latest query is younger than this (1s to 24h)")
 	fs.Var(&v.interfaces, "capture.interface", "network `interface` to capture on (repeatable; default: all interfaces)")
@@ -226,12 +235,14 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 func usageText(fs *flag.FlagSet) string {
 	var b bytes.Buffer
 	b.WriteString(`Usage: dnstt_exporter -dnstt.domain DOMAIN [flags]
+       dnstt_exporter -vaydns.domain DOMAIN [flags]
 
-dnstt_exporter watches the DNS traffic of a dnstt server passively and exports
-tunnel usage (active sessions, peak, queries, bytes, sessions started) as
-Prometheus metrics, by default at http://127.0.0.1:9713/metrics. Live capture
-needs CAP_NET_RAW. With -capture.file it reads a pcap or pcapng file instead,
-prints the metrics to standard output and exits.
+dnstt_exporter watches the DNS traffic of a dnstt or VayDNS server passively
+and exports tunnel usage (active sessions, peak, queries, bytes, sessions
+started) as Prometheus metrics, by default at http://127.0.0.1:9713/metrics.
+Both kinds of domain may be given on one host. Live capture needs CAP_NET_RAW.
+With -capture.file it reads a pcap or pcapng file instead, prints the metrics
+to standard output and exits.
 
 Flags (two dashes work too):
 `)
@@ -299,14 +310,38 @@ func validate(v *flagValues) (*config, error) {
 			maxLabelSets: v.maxLabelSets,
 		},
 	}
-	if len(v.domains) == 0 {
-		return nil, usagef("-dnstt.domain: missing: name at least one tunnel domain (see -h)")
+	if len(v.domains)+len(v.vaydnsDomains) == 0 {
+		return nil, usagef("-dnstt.domain: missing: name at least one tunnel domain, or -vaydns.domain (see -h)")
 	}
-	domains, err := parseDomains(v.domains)
-	if err != nil {
-		return nil, usagef("-dnstt.domain: %w", err)
+	for _, s := range v.domains {
+		d, err := parseDomain(s)
+		if err != nil {
+			return nil, usagef("-dnstt.domain: %w", err)
+		}
+		if indexDomain(cfg.domains, d) >= 0 {
+			return nil, usagef("-dnstt.domain %q: given twice", s)
+		}
+		cfg.domains = append(cfg.domains, dnsttDomain(d))
 	}
-	cfg.domains = domains
+	if v.vaydnsIDSize < minVayDNSIDLen || v.vaydnsIDSize > maxVayDNSIDLen {
+		return nil, usagef("-vaydns.clientid-size %d: want %d to %d", v.vaydnsIDSize, minVayDNSIDLen, maxVayDNSIDLen)
+	}
+	if _, err := parseRecordType(v.vaydnsRecordType); err != nil {
+		return nil, usagef("-vaydns.record-type %q: want one of %s", v.vaydnsRecordType, recordTypeList())
+	}
+	for _, s := range v.vaydnsDomains {
+		d, err := newVayDNSDomain(s, v.vaydnsIDSize, v.vaydnsRecordType)
+		if err != nil {
+			return nil, usagef("-vaydns.domain: %w", err)
+		}
+		if i := indexDomain(cfg.domains, d.name); i >= 0 {
+			if cfg.domains[i].protocol == protocolDNSTT {
+				return nil, usagef("-vaydns.domain %q: also given as -dnstt.domain", s)
+			}
+			return nil, usagef("-vaydns.domain %q: given twice", s)
+		}
+		cfg.domains = append(cfg.domains, d)
+	}
 	if v.port < 1 || v.port > math.MaxUint16 {
 		return nil, usagef("-dnstt.port %d: want 1 to 65535", v.port)
 	}
@@ -566,7 +601,7 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 	}
 	log.Info("starting",
 		"version", ver,
-		"domains", strings.Join(cfg.domains, ","),
+		"domains", strings.Join(domainNames(cfg.domains), ","),
 		"port", cfg.port,
 		"interfaces", interfaces,
 		"ring_bytes", cfg.bufferSize,

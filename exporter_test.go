@@ -260,6 +260,91 @@ func TestFileModeVisibleSmall(t *testing.T) {
 	})
 }
 
+// TestFileModeVayDNS counts the real VayDNS sample exactly in file mode
+// (vaydns-small.truth.json), with the flags' defaults and spelled out,
+// beside a dnstt domain, and shows what the dnstt rules would make of it.
+func TestFileModeVayDNS(t *testing.T) {
+	const pcap = vaydnsCapture
+	res := runExecute(t, nil, "-vaydns.domain", "t.example.com", "-capture.file", pcap)
+	if res.code != 0 {
+		t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+	}
+	e := parseExposition(t, res.stdout)
+	d := `domain="t.example.com"`
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"dnstt_queries_total", []string{d}, 508},
+		{"dnstt_bytes_in_total", []string{d}, 38980},
+		{"dnstt_bytes_out_total", []string{d}, 197929},
+		{"dnstt_sessions_total", []string{d}, 2},
+		{"dnstt_active_clients", []string{d}, 2},
+		{"dnstt_peak_clients", []string{d}, 2},
+		{"dnstt_exporter_sessions_tracked", nil, 2},
+		{"dnstt_exporter_packets_received_total", nil, 1090},
+		{"dnstt_exporter_packets_duplicate_total", nil, 0},
+		{"dnstt_exporter_packets_ignored_total", nil, 75},
+		// vaydns-small.truth.json's breakdown by the first rule failed:
+		// 5 queries to another port, 60 of a type other than TXT, 10
+		// prefixes too short or not base32 (5 queries, 5 responses each).
+		{"dnstt_exporter_packets_ignored_total", []string{`reason="wrong_port"`}, 5},
+		{"dnstt_exporter_packets_ignored_total", []string{`reason="wrong_type"`}, 50},
+		{"dnstt_exporter_packets_ignored_total", []string{`reason="not_tunnel"`}, 0},
+		{"dnstt_exporter_packets_ignored_total", []string{`reason="bad_prefix"`}, 20},
+	} {
+		if got := e.sum(c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	// Configuration, not traffic: live only, as build_info.
+	if e.has("dnstt_exporter_domain_info") {
+		t.Errorf("file mode prints dnstt_exporter_domain_info; SPEC section 5 leaves it out")
+	}
+
+	t.Run("settings spelled out", func(t *testing.T) {
+		r := runExecute(t, nil, "-vaydns.domain", "T.Example.COM.", "-vaydns.clientid-size", "2", "-vaydns.record-type", "TXT", "-capture.file", pcap)
+		if r.code != 0 || r.stdout != res.stdout {
+			t.Errorf("exit %d, stderr %q; output differs from the defaults':\n%s", r.code, r.stderr, r.stdout)
+		}
+	})
+	t.Run("beside a dnstt domain", func(t *testing.T) {
+		r := runExecute(t, nil, "-dnstt.domain", "u.example.net", "-vaydns.domain", "t.example.com", "-capture.file", pcap)
+		if r.code != 0 {
+			t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+		}
+		m := parseExposition(t, r.stdout)
+		for _, name := range []string{"dnstt_queries_total", "dnstt_bytes_in_total", "dnstt_bytes_out_total", "dnstt_sessions_total", "dnstt_active_clients"} {
+			if got, want := m.sum(name, d), e.sum(name, d); got != want {
+				t.Errorf("%s{%s} = %v, want %v", name, d, got, want)
+			}
+			if got := m.sum(name, `domain="u.example.net"`); got != 0 || !m.has(name) {
+				t.Errorf("%s{domain=\"u.example.net\"} = %v, want 0", name, got)
+			}
+		}
+	})
+	t.Run("record type NULL counts none of its TXT queries", func(t *testing.T) {
+		// Every record but the 5 queries to another port is a question
+		// of another type than NULL.
+		r := runExecute(t, nil, "-vaydns.domain", "t.example.com", "-vaydns.record-type", "null", "-capture.file", pcap)
+		m := parseExposition(t, r.stdout)
+		if r.code != 0 || m.sum("dnstt_queries_total") != 0 || m.sum("dnstt_exporter_packets_ignored_total", `reason="wrong_type"`) != 1090-5 {
+			t.Errorf("exit %d, queries %v, wrong_type %v", r.code, m.sum("dnstt_queries_total"),
+				m.sum("dnstt_exporter_packets_ignored_total", `reason="wrong_type"`))
+		}
+	})
+	t.Run("dnstt rules", func(t *testing.T) {
+		// vaydns-small.truth.json's dnstt_rules_spec: the miscount of
+		// issue 12.
+		r := runExecute(t, nil, "-dnstt.domain", "t.example.com", "-capture.file", pcap)
+		m := parseExposition(t, r.stdout)
+		if r.code != 0 || m.sum("dnstt_queries_total") != 227 || m.sum("dnstt_sessions_total") != 16 {
+			t.Errorf("exit %d, queries %v, sessions %v, want 227 and 16", r.code, m.sum("dnstt_queries_total"), m.sum("dnstt_sessions_total"))
+		}
+	})
+}
+
 // Synthetic captures.
 
 // synthDatagram is one UDP datagram of the synthetic scenario as IP
@@ -615,10 +700,21 @@ func TestFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no domain", []string{"-capture.file", pcap}, "-dnstt.domain: missing"},
+		{"no domain", []string{"-capture.file", pcap}, "-dnstt.domain: missing: name at least one tunnel domain, or -vaydns.domain"},
+		{"no domain, vaydns settings", []string{"-capture.file", pcap, "-vaydns.clientid-size", "4"}, "-dnstt.domain: missing"},
 		{"bad domain", []string{"-dnstt.domain", "t..example.com"}, `-dnstt.domain: domain "t..example.com"`},
 		{"bad domain character", []string{"-dnstt.domain", "t.exa mple.com"}, "-dnstt.domain"},
 		{"duplicate domain", []string{"-dnstt.domain", "t.example.com", "-dnstt.domain", "T.EXAMPLE.COM."}, "given twice"},
+		{"duplicate vaydns domain", []string{"-vaydns.domain", "v.example.com", "-vaydns.domain", "V.example.com."},
+			`-vaydns.domain "V.example.com.": given twice`},
+		{"domain as dnstt and vaydns", with("-vaydns.domain", "T.Example.com"), `-vaydns.domain "T.Example.com": also given as -dnstt.domain`},
+		{"bad vaydns domain", with("-vaydns.domain", "v..example.com"), `-vaydns.domain: domain "v..example.com": empty label`},
+		{"vaydns clientid size 0", with("-vaydns.domain", "v.example.com", "-vaydns.clientid-size", "0"), "-vaydns.clientid-size 0: want 1 to 8"},
+		{"vaydns clientid size 9", with("-vaydns.clientid-size", "9"), "-vaydns.clientid-size 9: want 1 to 8"},
+		{"vaydns clientid size not a number", with("-vaydns.clientid-size", "two"), "-vaydns.clientid-size"},
+		{"vaydns record type", with("-vaydns.domain", "v.example.com", "-vaydns.record-type", "ptr"),
+			`-vaydns.record-type "ptr": want one of txt, null, cname, a, aaaa, mx, ns, srv, caa`},
+		{"vaydns record type empty", with("-vaydns.record-type", ""), `-vaydns.record-type "": want one of`},
 		{"port 0", with("-dnstt.port", "0"), "-dnstt.port 0"},
 		{"port too large", with("-dnstt.port", "65536"), "-dnstt.port 65536"},
 		{"port not a number", with("-dnstt.port", "dns"), "-dnstt.port"},
@@ -699,7 +795,7 @@ func TestVersionAndHelp(t *testing.T) {
 		if res.code != 0 {
 			t.Errorf("%s: exit %d", h, res.code)
 		}
-		for _, f := range []string{"-dnstt.domain", "-dnstt.port", "-dnstt.window", "-capture.interface", "-capture.buffer-size",
+		for _, f := range []string{"-dnstt.domain", "-vaydns.domain", "-vaydns.clientid-size", "-vaydns.record-type", "(default 2)", "(default \"txt\")", "-dnstt.port", "-dnstt.window", "-capture.interface", "-capture.buffer-size",
 			"-capture.file", "-sessions.max", "-geoip.country-database", "-geoip.asn-database", "-geoip.max-label-sets",
 			"-web.listen-address", "-web.telemetry-path", "-web.tls-cert-file", "-web.tls-key-file", "-web.basic-auth-file",
 			"-web.bearer-token-file", "-web.max-requests", "-log.level", "-log.format", "-version", "127.0.0.1:9713", "(default 30s)"} {
@@ -1381,7 +1477,7 @@ func BenchmarkFileMode(b *testing.B) {
 
 // BenchmarkReplay is file mode in-process, reader and pipeline, per record.
 func BenchmarkReplay(b *testing.B) {
-	cfg := &config{domains: []string{"t.example.com"}, port: 53, window: defaultWindow, sessionsMax: defaultSessionsMax}
+	cfg := &config{domains: dnsttDomains("t.example.com"), port: 53, window: defaultWindow, sessionsMax: defaultSessionsMax}
 	head, body := genBenchCapture(false, 4096)
 	r, err := newPcapReader("loop", &pcapLoopReader{head: head, body: body}, nil)
 	if err != nil {
@@ -1422,9 +1518,19 @@ func TestProgramOutputPromtool(t *testing.T) {
 		check(t, res.stdout)
 	})
 	t.Run("HTTP", func(t *testing.T) {
-		url := startTestServer(t, parseTestConfig(t), nil)
+		url := startTestServer(t, parseTestConfig(t, "-vaydns.domain", "v.example.net", "-vaydns.domain", "n.example.net",
+			"-vaydns.record-type", "NULL", "-vaydns.clientid-size", "4"), nil)
 		_, body := httpGet(t, http.DefaultClient, "GET", url+"/metrics")
 		check(t, body)
+		for _, want := range []string{
+			`dnstt_exporter_domain_info{domain="n.example.net",protocol="vaydns",record_type="null",clientid_bytes="4"} 1`,
+			`dnstt_exporter_domain_info{domain="t.example.com",protocol="dnstt",record_type="txt",clientid_bytes="8"} 1`,
+			`dnstt_exporter_domain_info{domain="v.example.net",protocol="vaydns",record_type="null",clientid_bytes="4"} 1`,
+		} {
+			if !strings.Contains(body, want+"\n") {
+				t.Errorf("scrape lacks %s", want)
+			}
+		}
 	})
 }
 

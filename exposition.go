@@ -18,7 +18,8 @@ import (
 
 // metricsConfig is what the exposition reads.
 type metricsConfig struct {
-	domains  []string      // normalised tunnel domains, index = domain id
+	// domains are the configured tunnel domains, index = domain id.
+	domains  []tunnelDomain
 	sessions *sessionTable // dnstt counters and sessions
 	capture  *captureStats // packet self-metrics
 	geo      *geoResolver  // nil without GeoIP
@@ -49,6 +50,7 @@ const (
 	famGeoFolded
 	famGeoLabelSets
 	famBuildInfo
+	famDomainInfo
 	famProcessCPU
 	famProcessMaxFDs
 	famProcessOpenFDs
@@ -126,6 +128,9 @@ var families = [familyCount]familyDesc{
 			" new combinations count under asn 0 of their country."},
 	famBuildInfo: {"dnstt_exporter_build_info", "gauge",
 		"Always 1, labelled by the exporter's version, VCS revision and Go version."},
+	famDomainInfo: {"dnstt_exporter_domain_info", "gauge",
+		"Always 1, one series per configured tunnel domain: its protocol (dnstt or vaydns)," +
+			" the record type its queries use and its ClientID length in bytes."},
 	famProcessCPU: {"process_cpu_seconds_total", "counter",
 		"User and system CPU time used by the process, in seconds."},
 	famProcessMaxFDs: {"process_max_fds", "gauge",
@@ -208,6 +213,7 @@ type metrics struct {
 	geoDBs     []geoDatabase // configured databases, for the GeoIP self-metrics
 	order      atomic.Pointer[labelOrder]
 	buildInfo  []byte     // the build_info family, formatted once
+	domainInfo []byte     // the domain_info family, formatted once
 	proc       *procStats // nil in file mode
 	scratch    sync.Pool  // *scrapeScratch
 
@@ -280,6 +286,7 @@ func newMetrics(cfg metricsConfig) *metrics {
 	if !cfg.fileMode {
 		m.proc = newProcStats()
 		m.buildInfo = appendBuildInfo(nil)
+		m.domainInfo = appendDomainInfo(nil, cfg.domains)
 	}
 	return m
 }
@@ -298,6 +305,30 @@ func appendBuildInfo(dst []byte) []byte {
 	dst = append(dst, `",goversion="`...)
 	dst = appendEscaped(dst, goVer)
 	dst = append(dst, "\"} 1\n"...)
+	return dst
+}
+
+// appendDomainInfo appends the domain_info family: one series per domain,
+// sorted by name like the dnstt families. It is configuration, not
+// traffic: live only, as build_info (SPEC section 5 lists what file mode
+// prints).
+func appendDomainInfo(dst []byte, domains []tunnelDomain) []byte {
+	ds := slices.Clone(domains)
+	slices.SortFunc(ds, func(a, b tunnelDomain) int { return strings.Compare(a.name, b.name) })
+	dst = appendHeader(dst, famDomainInfo)
+	for i := range ds {
+		d := &ds[i]
+		dst = append(dst, families[famDomainInfo].name...)
+		dst = append(dst, `{domain="`...)
+		dst = appendEscaped(dst, d.name)
+		dst = append(dst, `",protocol="`...)
+		dst = append(dst, tunnelProtocolNames[d.protocol]...)
+		dst = append(dst, `",record_type="`...)
+		dst = append(dst, recordTypeName(d.qtype)...)
+		dst = append(dst, `",clientid_bytes="`...)
+		dst = strconv.AppendInt(dst, int64(d.idLen), 10)
+		dst = append(dst, "\"} 1\n"...)
+	}
 	return dst
 }
 
@@ -427,7 +458,7 @@ func (m *metrics) currentOrder() *labelOrder {
 			continue
 		}
 		country, _, asn, _ := m.cfg.geo.labels(g)
-		keys = append(keys, labelKey{set: int32(i), domain: m.cfg.domains[d], country: country, asn: asn})
+		keys = append(keys, labelKey{set: int32(i), domain: m.cfg.domains[d].name, country: country, asn: asn})
 	}
 	slices.SortFunc(keys, func(a, b labelKey) int {
 		if c := strings.Compare(a.domain, b.domain); c != 0 {
@@ -568,6 +599,7 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 		return dst
 	}
 	dst = append(dst, m.buildInfo...)
+	dst = append(dst, m.domainInfo...)
 	return appendProcess(dst, &sc.proc)
 }
 

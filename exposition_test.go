@@ -79,11 +79,15 @@ func fillTestState(tab *sessionTable, cs *captureStats) {
 	}
 }
 
+// testTunnelDomains are testDomains with their settings: a VayDNS domain
+// (NULL, 4-byte ClientIDs) and a dnstt one.
+var testTunnelDomains = []tunnelDomain{vaydnsDomain(testDomains[0], 4, 10), dnsttDomain(testDomains[1])}
+
 // testMetrics returns the exposition of the fixed state, with GeoIP-style
 // labels when geo is set.
 func testMetrics(t testing.TB, geo, fileMode bool) *metrics {
 	geoIDs := 1
-	cfg := metricsConfig{domains: testDomains, capture: &captureStats{}, fileMode: fileMode}
+	cfg := metricsConfig{domains: testTunnelDomains, capture: &captureStats{}, fileMode: fileMode}
 	if geo {
 		geoIDs = len(testGeoLabels)
 		cfg.geo = testGeo(testGeoLabels, true, true)
@@ -184,7 +188,7 @@ func TestExpositionLabels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := metricsConfig{domains: testDomains, fileMode: true}
+			cfg := metricsConfig{domains: dnsttDomains(testDomains...), fileMode: true}
 			geoIDs := 1
 			if tt.geo {
 				geoIDs = len(testGeoLabels)
@@ -245,6 +249,15 @@ func TestExpositionFamilies(t *testing.T) {
 					t.Errorf("family %s present = %v in fileMode=%v", name, seen[name], fileMode)
 				}
 			}
+			// One series per domain, sorted by name; configuration, so
+			// live only, as build_info.
+			domainInfo := "# HELP dnstt_exporter_domain_info " + families[famDomainInfo].help + "\n" +
+				"# TYPE dnstt_exporter_domain_info gauge\n" +
+				`dnstt_exporter_domain_info{domain="t.example.com",protocol="dnstt",record_type="txt",clientid_bytes="8"} 1` + "\n" +
+				`dnstt_exporter_domain_info{domain="u.example.net",protocol="vaydns",record_type="null",clientid_bytes="4"} 1` + "\n"
+			if strings.Contains(text, domainInfo) == fileMode || seen["dnstt_exporter_domain_info"] == fileMode {
+				t.Errorf("domain_info (%q) present = %v in fileMode=%v", domainInfo, !fileMode, fileMode)
+			}
 			ver, rev, goVer := buildInfo()
 			info := `dnstt_exporter_build_info{version="` + ver + `",revision="` + rev + `",goversion="` + goVer + `"} 1` + "\n"
 			if strings.Contains(text, info) == fileMode {
@@ -274,7 +287,7 @@ func TestExpositionPromtool(t *testing.T) {
 		{name: "no-geo", m: func() *metrics { return testMetrics(t, false, false) }},
 		{name: "geo", m: func() *metrics { return testMetrics(t, true, false) }},
 		{name: "escaping", m: func() *metrics {
-			cfg := metricsConfig{domains: []string{`t.example.com`}, geo: testGeo(escaping, true, true)}
+			cfg := metricsConfig{domains: dnsttDomains(`t.example.com`), geo: testGeo(escaping, true, true)}
 			cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 1, geoIDs: len(escaping)})
 			for g := range geoID(len(escaping)) {
 				cfg.sessions.query(testSessionPacket(dirQuery, 0, uint64(g), 10), g, 0)
@@ -418,7 +431,7 @@ func TestAcceptsGzip(t *testing.T) {
 // TestExpositionOrderCache: new label sets appear sorted; without new
 // ones the cached order is reused.
 func TestExpositionOrderCache(t *testing.T) {
-	cfg := metricsConfig{domains: testDomains, geo: testGeo(testGeoLabels, true, true), fileMode: true}
+	cfg := metricsConfig{domains: dnsttDomains(testDomains...), geo: testGeo(testGeoLabels, true, true), fileMode: true}
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 2, geoIDs: len(testGeoLabels)})
 	m := newMetrics(cfg)
 	m.appendText(nil)
@@ -465,7 +478,7 @@ func benchMetrics(sets int) *metrics {
 		values[i].asn = strconv.Itoa(1000 + i*37)
 	}
 	values[0] = struct{ country, asn string }{"ZZ", "0"}
-	cfg := metricsConfig{domains: []string{"t.example.com"}, geo: testGeo(values, true, true), fileMode: true}
+	cfg := metricsConfig{domains: dnsttDomains("t.example.com"), geo: testGeo(values, true, true), fileMode: true}
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 1 << 20, domains: 1, geoIDs: sets})
 	for g := range sets {
 		for n := range 3 {
@@ -589,7 +602,7 @@ func TestExpositionRealGeo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := metricsConfig{domains: []string{"t.example.com"}, geo: geo, fileMode: true}
+			cfg := metricsConfig{domains: dnsttDomains("t.example.com"), geo: geo, fileMode: true}
 			cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 100, domains: 1, geoIDs: geo.maxIDs()})
 			for n, addr := range []string{"198.51.100.10", "198.51.100.20", "203.0.113.10", "2001:db8:1::10", "192.0.2.7"} {
 				p := testSessionPacket(dirQuery, 0, uint64(n), 100)

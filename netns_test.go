@@ -338,9 +338,17 @@ func sendPlan(t *testing.T, ns string, plan []planQuery) trafficTotals {
 }
 
 // startCapture opens the capture inside namespace ns and runs it into a
-// fresh test pipeline until the returned stop function is called, which
-// waits for run to return and closes the capture.
+// fresh test pipeline for the dnstt domain t.example.com until the
+// returned stop function is called, which waits for run to return and
+// closes the capture.
 func startCapture(t *testing.T, ns string, cfg captureConfig) (*pipeline, func()) {
+	t.Helper()
+	return startCaptureOf(t, ns, cfg, nil)
+}
+
+// startCaptureOf is startCapture for the given domains (nil: the dnstt
+// domain t.example.com).
+func startCaptureOf(t *testing.T, ns string, cfg captureConfig, domains []tunnelDomain) (*pipeline, func()) {
 	t.Helper()
 	var c *capture
 	if err := inNetns(ns, func() (err error) {
@@ -351,6 +359,10 @@ func startCapture(t *testing.T, ns string, cfg captureConfig) (*pipeline, func()
 	}
 
 	pl := newTestPipeline(captureNeedsDedup(cfg))
+	if domains != nil {
+		pl.dec = newDecoder(domains, cfg.port)
+		pl.sessions = newSessionTable(sessionConfig{window: 30 * time.Second, max: 10000, domains: len(domains), geoIDs: 1})
+	}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- c.run(pl, stop) }()
@@ -387,7 +399,7 @@ func waitReceived(t *testing.T, pl *pipeline, want uint64) {
 // scrape returns the exposition of pl's counters as series → value.
 func scrape(pl *pipeline) map[string]float64 {
 	m := newMetrics(metricsConfig{
-		domains:  []string{"t.example.com"},
+		domains:  pl.dec.domains.domains,
 		sessions: pl.sessions,
 		capture:  pl.stats,
 		now:      monotonicNow, // the clock of a capture opened without one
@@ -744,6 +756,9 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 	}
 }
 
+// TestCaptureReplay replays the real captures through a veth into a live
+// capture: the ring path must count exactly what file mode and the truth
+// files count.
 func TestCaptureReplay(t *testing.T) {
 	requireRoot(t)
 	for _, tool := range []string{"tcpreplay", "tcprewrite"} {
@@ -751,12 +766,20 @@ func TestCaptureReplay(t *testing.T) {
 			skipUnlessCI(t, "replay test needs %s (apt-get install tcpreplay): %v", tool, err)
 		}
 	}
-	truth := loadSampleTruth(t)
+	for _, c := range realCaptures {
+		t.Run(c.name, func(t *testing.T) { testCaptureReplay(t, c) })
+	}
+}
+
+// testCaptureReplay is TestCaptureReplay for one capture.
+func testCaptureReplay(t *testing.T, c realCapture) {
+	truth := loadTruth(t, c.truth)
 	srv, cli := newVethPair(t)
 	// Address every frame to the server veth, as on the lab's bridge.
 	pcap := filepath.Join(t.TempDir(), "replay.pcap")
-	runCmd(t, "tcprewrite", "--enet-dmac="+testServerMAC, "--infile="+sampleCapture, "--outfile="+pcap)
-	pl, stop := startCapture(t, srv, captureConfig{interfaces: []string{"vs"}, bufferSize: defaultBufferSize, port: 53})
+	runCmd(t, "tcprewrite", "--enet-dmac="+testServerMAC, "--infile="+c.pcap, "--outfile="+pcap)
+	pl, stop := startCaptureOf(t, srv, captureConfig{interfaces: []string{"vs"}, bufferSize: defaultBufferSize, port: truth.Port},
+		[]tunnelDomain{truth.tunnelDomain(t)})
 	// A fixed rate: a burst above the veth's backlog (1000) would be
 	// dropped before any tap sees it.
 	runCmd(t, "ip", "netns", "exec", cli, "tcpreplay", "--quiet", "--pps=20000", "--intf1=vc", pcap)
@@ -785,6 +808,7 @@ func TestCaptureReplay(t *testing.T) {
 		{"dnstt_bytes_out_total", truth.Totals.BytesOut},
 		{"dnstt_sessions_total", truth.Totals.SessionsTotal},
 		{"dnstt_active_clients", truth.Totals.SessionsTotal}, // all still active right after the replay
+		{"dnstt_peak_clients", truth.Totals.SessionsTotal},
 	} {
 		if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
 			t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)

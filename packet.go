@@ -22,9 +22,9 @@ const (
 	ignoreFragment                      // a non-first IP fragment
 	ignoreMalformed                     // DNS header or question name unparsable
 	ignoreNotQuery                      // OPCODE ≠ 0 or QDCOUNT ≠ 1
-	ignoreWrongType                     // QTYPE ≠ TXT or QCLASS ≠ IN
+	ignoreWrongType                     // QCLASS ≠ IN, or QTYPE not the type of the matched domain (of any domain when none matches)
 	ignoreNotTunnel                     // name not under a tunnel domain, or no prefix label
-	ignoreBadPrefix                     // prefix not base32 or shorter than 15 characters
+	ignoreBadPrefix                     // prefix not base32, or shorter than the ClientID and one byte (15 characters for dnstt)
 	ignoreReasonCount
 )
 
@@ -51,10 +51,12 @@ const (
 )
 
 // clientIDLen is the length of a dnstt ClientID, the session identifier
-// carried in the first bytes of every query name (SPEC section 2).
+// carried in the first bytes of every query name (SPEC section 2), and the
+// longest VayDNS one (SPEC section 2a).
 const clientIDLen = 8
 
-// clientID is a dnstt session identifier.
+// clientID is a dnstt or VayDNS session identifier. A VayDNS ClientID of
+// N < 8 bytes is held in the first N bytes, the others zero.
 type clientID [clientIDLen]byte
 
 // dnsttPacket describes one counted dnstt datagram. The decoder fills it; it
@@ -98,9 +100,9 @@ type decoder struct {
 	domains domainTable
 }
 
-// newDecoder returns a decoder for domains, which must already be
-// normalised by parseDomain (lower case, no trailing dot).
-func newDecoder(domains []string, port uint16) *decoder {
+// newDecoder returns a decoder for domains, whose names must already be
+// normalised by parseDomain (lower case, no trailing dot) and unique.
+func newDecoder(domains []tunnelDomain, port uint16) *decoder {
 	return &decoder{port: port, domains: newDomainTable(domains)}
 }
 

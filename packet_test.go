@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -16,7 +17,28 @@ import (
 const (
 	testDomain = "t.example.com"
 	testPort   = 53
+	// testVayPoll is a real poll of the VayDNS sample: one 10-character
+	// label, ClientID 9836.
+	testVayPoll = "ta3mobas7q"
 )
+
+// testVayDomain is the VayDNS sample's domain.
+var testVayDomain = vaydnsDomain(testDomain, 2, dnsTypeTXT)
+
+// dnsttDomains returns dnstt domains of the given normalised names.
+func dnsttDomains(names ...string) []tunnelDomain {
+	ds := make([]tunnelDomain, len(names))
+	for i, n := range names {
+		ds[i] = dnsttDomain(n)
+	}
+	return ds
+}
+
+// vaydnsDomain returns a VayDNS domain of a normalised name, ClientID size
+// and query type.
+func vaydnsDomain(name string, idLen int, qtype uint16) tunnelDomain {
+	return tunnelDomain{name: name, protocol: protocolVayDNS, idLen: idLen, qtype: qtype}
+}
 
 // testRecord is one record of a classic pcap file.
 type testRecord struct {
@@ -70,9 +92,15 @@ func readTestPcap(tb testing.TB, path string) (linkType, []testRecord) {
 // header stripped.
 func testCaptureIP(tb testing.TB) [][]byte {
 	tb.Helper()
-	lt, recs := readTestPcap(tb, sampleCapture)
+	return testCaptureIPOf(tb, sampleCapture)
+}
+
+// testCaptureIPOf returns the IP packets of an Ethernet capture file.
+func testCaptureIPOf(tb testing.TB, path string) [][]byte {
+	tb.Helper()
+	lt, recs := readTestPcap(tb, path)
 	if lt != linkEthernet {
-		tb.Fatalf("%s: link type %d, want %d", sampleCapture, lt, linkEthernet)
+		tb.Fatalf("%s: link type %d, want %d", path, lt, linkEthernet)
 	}
 	pkts := make([][]byte, len(recs))
 	for i, r := range recs {
@@ -84,11 +112,37 @@ func testCaptureIP(tb testing.TB) [][]byte {
 	return pkts
 }
 
-// TestDecodeCapture runs the lab capture through the decoder and compares
-// the totals with the independent truth file.
+// TestDecodeCapture runs the real captures through the decoder and
+// compares the totals with their independent truth files: the dnstt lab
+// capture, and the VayDNS sample (2-byte ClientIDs, no marker, TXT).
 func TestDecodeCapture(t *testing.T) {
-	truth := loadSampleTruth(t)
-	_, recs := readTestPcap(t, sampleCapture)
+	for _, c := range realCaptures {
+		t.Run(c.name, func(t *testing.T) { testDecodeCapture(t, c) })
+	}
+}
+
+// truthReason maps a key of a truth file's ignored_breakdown_records
+// onto the first rule of SPEC section 3 its records fail: a wrong type
+// comes before the domain and prefix rules.
+func truthReason(key string) (ignoreReason, bool) {
+	switch {
+	case strings.Contains(key, "not_to_port"):
+		return ignoreWrongPort, true
+	case strings.Contains(key, "qtype_not_txt"), strings.Contains(key, "wrong_qtype"):
+		return ignoreWrongType, true
+	case strings.Contains(key, "prefix_lt"), strings.Contains(key, "prefix_not_all_base32"):
+		return ignoreBadPrefix, true
+	case strings.Contains(key, "not_in_domain"), strings.Contains(key, "no_prefix_label"):
+		return ignoreNotTunnel, true
+	}
+	return 0, false
+}
+
+// testDecodeCapture is TestDecodeCapture for one capture.
+func testDecodeCapture(t *testing.T, c realCapture) {
+	truth := loadTruth(t, c.truth)
+	dom := truth.tunnelDomain(t)
+	_, recs := readTestPcap(t, c.pcap)
 	if uint64(len(recs)) != truth.Packets.Total {
 		t.Fatalf("records = %d, want %d", len(recs), truth.Packets.Total)
 	}
@@ -97,12 +151,11 @@ func TestDecodeCapture(t *testing.T) {
 		queries, responses, bytesIn, bytesOut uint64
 		resolvers                             map[string]bool
 	}
-	d := newDecoder([]string{testDomain}, testPort)
+	d := newDecoder([]tunnelDomain{dom}, testPort)
 	var (
 		reasons                               [ignoreReasonCount]uint64
 		queries, responses, bytesIn, bytesOut uint64
 		clients                               = map[clientID]*clientTotals{}
-		lastID                                = map[uint16]clientID{} // by DNS ID: responses carry the ClientID too
 	)
 	for i, r := range recs {
 		var p, q dnsttPacket
@@ -120,6 +173,9 @@ func TestDecodeCapture(t *testing.T) {
 		if !bytes.Equal(p.qname, q.qname) || p.id != q.id || p.resolver != q.resolver {
 			t.Errorf("record %d: decodeIP and decodeLink disagree: %+v vs %+v", i, p, q)
 		}
+		if !bytes.Equal(p.id[dom.idLen:], make([]byte, clientIDLen-dom.idLen)) {
+			t.Errorf("record %d: ClientID %x has bytes after its %d", i, p.id, dom.idLen)
+		}
 		c := clients[p.id]
 		if c == nil {
 			c = &clientTotals{resolvers: map[string]bool{}}
@@ -131,7 +187,6 @@ func TestDecodeCapture(t *testing.T) {
 			bytesIn += uint64(p.dnsLen)
 			c.queries++
 			c.bytesIn += uint64(p.dnsLen)
-			lastID[p.dnsID] = p.id
 		} else {
 			responses++
 			bytesOut += uint64(p.dnsLen)
@@ -151,10 +206,12 @@ func TestDecodeCapture(t *testing.T) {
 	}
 	for hexID, want := range truth.Clients {
 		raw, err := hex.DecodeString(hexID)
-		if err != nil || len(raw) != clientIDLen {
+		if err != nil || len(raw) != dom.idLen {
 			t.Fatalf("truth ClientID %q: %v", hexID, err)
 		}
-		got := clients[clientID(raw)]
+		var id clientID
+		copy(id[:], raw)
+		got := clients[id]
 		if got == nil {
 			t.Errorf("ClientID %s: not seen", hexID)
 			continue
@@ -173,23 +230,19 @@ func TestDecodeCapture(t *testing.T) {
 	}
 
 	// The truth file's ignore breakdown, mapped onto the first rule each
-	// record fails: wrong type comes before the domain and prefix rules.
-	ti := truth.Ignored
-	want := [ignoreReasonCount]uint64{
-		ignoreNone:      truth.Packets.DnsttQueries + truth.Packets.DnsttResponses,
-		ignoreWrongPort: ti["query_not_to_port53"],
-		ignoreWrongType: ti["query_qtype_not_txt"] + ti["query_qtype_not_txt_and_base32_prefix_lt_13"] +
-			ti["query_qtype_not_txt_and_no_prefix_label"] + ti["query_qtype_not_txt_and_not_in_domain"] +
-			ti["response_qtype_not_txt"] + ti["response_qtype_not_txt_and_base32_prefix_lt_13"] +
-			ti["response_qtype_not_txt_and_no_prefix_label"] + ti["response_qtype_not_txt_and_not_in_domain"],
-		ignoreBadPrefix: ti["query_base32_prefix_lt_13"] + ti["response_base32_prefix_lt_13"],
-	}
+	// record fails.
+	want := [ignoreReasonCount]uint64{ignoreNone: truth.Packets.DnsttQueries + truth.Packets.DnsttResponses}
 	sum := uint64(0)
-	for _, n := range ti {
+	for k, n := range truth.Ignored {
+		r, ok := truthReason(k)
+		if !ok {
+			t.Fatalf("truth breakdown %q: no reason for it", k)
+		}
+		want[r] += n
 		sum += n
 	}
-	if sum != truth.Packets.Ignored || sum != 136 {
-		t.Fatalf("truth breakdown sums to %d, ignored = %d, want 136", sum, truth.Packets.Ignored)
+	if sum != truth.Packets.Ignored {
+		t.Fatalf("truth breakdown sums to %d, ignored = %d", sum, truth.Packets.Ignored)
 	}
 	if reasons != want {
 		t.Errorf("reasons:")
@@ -350,8 +403,8 @@ type decodeCase struct {
 	addr    string // resolver
 	port    uint16 // resolver port
 	dnsLen  int
-	qname   string // dotted
-	domains []string
+	qname   string         // dotted
+	domains []tunnelDomain // nil: testDomain as a dnstt domain
 }
 
 // decodeCases covers every rule of SPEC section 3 and every ignore reason.
@@ -386,18 +439,18 @@ func decodeCases() []decodeCase {
 		v4q("szdi5laee5n772a."+testDomain, decodeCase{name: "15 characters"}),
 		v4q("szdi5laee5n7777."+testDomain, decodeCase{name: "any byte after the ClientID"}),
 		v4q(testPrefix+".example.com", decodeCase{name: "shared suffix: shorter domain", domain: 1,
-			domains: []string{testDomain, "example.com"}}),
+			domains: dnsttDomains(testDomain, "example.com")}),
 		v4q(name, decodeCase{name: "shared suffix: longest wins", domain: 1,
-			domains: []string{"example.com", testDomain}}),
+			domains: dnsttDomains("example.com", testDomain)}),
 		v4q(name, decodeCase{name: "shared suffix: longest wins, other order", domain: 1,
-			domains: []string{"com", testDomain, "example.com"}}),
+			domains: dnsttDomains("com", testDomain, "example.com")}),
 		v4q(testPrefix+".x.t.example.com", decodeCase{name: "shared suffix: prefix labels before the longest", domain: 0,
-			domains: []string{"x.t.example.com", testDomain}, id: testID, want: ignoreNone}),
+			domains: dnsttDomains("x.t.example.com", testDomain), id: testID, want: ignoreNone}),
 		v4q(testPrefix+".t.example.com", decodeCase{name: "shorter domain with two prefix labels", domain: 1,
-			domains: []string{"x.t.example.com", "example.com"}}),
+			domains: dnsttDomains("x.t.example.com", "example.com")}),
 		v4q("szdi5laee5n76222."+testDomain, decodeCase{name: "13th character's low bit not in the ClientID"}),
 		{name: "bare domain with shorter domain configured", pkt: testQ4(testQuery(testDomain)),
-			domains: []string{testDomain, "example.com"}, want: ignoreBadPrefix},
+			domains: dnsttDomains(testDomain, "example.com"), want: ignoreBadPrefix},
 
 		{name: "ipv4 options", pkt: testIPv4(testV4Client, testV4Server, protoUDP, 0, []byte{1, 1, 1, 0, 7, 7, 4, 0}, testUDP(40000, 53, q)),
 			want: ignoreNone, dir: dirQuery, id: testID, addr: "198.51.100.10", port: 40000, dnsLen: len(q), qname: name},
@@ -522,7 +575,7 @@ func decodeCases() []decodeCase {
 		{name: "partial label match", pkt: testQ4(testQuery(testPrefix + ".xt.example.com")), want: ignoreNotTunnel},
 		{name: "suffix of a label", pkt: testQ4(testQuery(testPrefix + "t.example.com")), want: ignoreNotTunnel},
 		{name: "fold does not match @ to `", pkt: testQ4(testQuery(testPrefix + ".t.ex@mple.com")),
-			domains: []string{"t.ex`mple.com"}, want: ignoreNotTunnel},
+			domains: dnsttDomains("t.ex`mple.com"), want: ignoreNotTunnel},
 
 		// bad_prefix.
 		{name: "14 characters", pkt: testQ4(testQuery("szdi5laee5n772." + testDomain)), want: ignoreBadPrefix},
@@ -538,6 +591,7 @@ func decodeCases() []decodeCase {
 		{name: "bad character in the fourth label", pkt: testQ4(testQuery(long + "." + long + "." + long + "." + long[:30] + "!" + "." + testDomain)), want: ignoreBadPrefix},
 		{name: "notbase32!", pkt: testQ4(testQuery("notbase32!." + testDomain)), want: ignoreBadPrefix},
 	}
+	cases = append(cases, vaydnsCases()...)
 	// Every character just outside the alphabet's ranges.
 	for _, c := range []byte{'1', '8', '@', '[', '`', '{', 0x7f, 0x80, 0xff, 0} {
 		p := []byte(long)
@@ -548,13 +602,93 @@ func decodeCases() []decodeCase {
 	return cases
 }
 
+// testVayID is the ClientID of testVayPoll (base32 "ta3mobas…": 98 36
+// c7 04 12) for a ClientID size of n bytes.
+func testVayID(n int) clientID {
+	var id clientID
+	copy(id[:n], []byte{0x98, 0x36, 0xc7, 0x04, 0x12, 0xfc}[:n])
+	return id
+}
+
+// vaydnsCases are the VayDNS rules of SPEC section 3: the matched domain's
+// type, ⌈8(N+1)/5⌉ characters, an N-byte ClientID, and dnstt and VayDNS
+// domains on one host.
+func vaydnsCases() []decodeCase {
+	null := uint16(10)
+	vay := []tunnelDomain{testVayDomain}
+	q := func(name string, qtype uint16, c decodeCase) decodeCase {
+		msg := testMsg(0x0100, 1, testName(name), int(qtype), 1)
+		c.pkt = testQ4(msg)
+		if c.want == ignoreNone {
+			c.dir, c.addr, c.port, c.dnsLen, c.qname = dirQuery, "198.51.100.10", 40000, len(msg), name
+		}
+		return c
+	}
+	poll := testVayPoll + "." + testDomain
+	mixed := []tunnelDomain{dnsttDomain(testDomain), vaydnsDomain("v.example.net", 2, dnsTypeTXT)}
+	return []decodeCase{
+		q(poll, dnsTypeTXT, decodeCase{name: "vaydns poll", domains: vay, id: testVayID(2)}),
+		{name: "vaydns poll response", pkt: testR6(testMsg(0x8180, 1, testName(poll), dnsTypeTXT, 1)), domains: vay,
+			dir: dirResponse, id: testVayID(2), addr: "2001:db8:1::10", port: 40001,
+			dnsLen: len(testMsg(0x8180, 1, testName(poll), dnsTypeTXT, 1)), qname: poll},
+		q("TA3M"+"obas7q."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns upper case", domains: vay, id: testVayID(2)}),
+		q("ta3mo."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 5 characters", domains: vay, id: testVayID(2)}),
+		q("ta.3.m.o."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns ClientID across labels", domains: vay, id: testVayID(2)}),
+		q("ta3m."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 4 characters, one too few", domains: vay, want: ignoreBadPrefix}),
+		q("ta.3m."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 4 characters in two labels", domains: vay, want: ignoreBadPrefix}),
+		q("notbase32!."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns prefix not base32", domains: vay, want: ignoreBadPrefix}),
+		q("ta3m1."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns digit 1", domains: vay, want: ignoreBadPrefix}),
+		q(testDomain, dnsTypeTXT, decodeCase{name: "vaydns bare domain", domains: vay, want: ignoreNotTunnel}),
+		q(poll, null, decodeCase{name: "vaydns NULL query under a TXT domain", domains: vay, want: ignoreWrongType}),
+		q("ta3mobas7q.example.org", dnsTypeTXT, decodeCase{name: "vaydns other domain", domains: vay, want: ignoreNotTunnel}),
+
+		q(poll, null, decodeCase{name: "vaydns NULL domain", id: testVayID(2),
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 2, null)}}),
+		q(poll, dnsTypeTXT, decodeCase{name: "vaydns TXT query under a NULL domain",
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 2, null)}, want: ignoreWrongType}),
+		q(poll, null, decodeCase{name: "vaydns NULL query under a TXT domain, NULL domain elsewhere",
+			domains: []tunnelDomain{testVayDomain, vaydnsDomain("n.example.net", 2, null)}, want: ignoreWrongType}),
+		q("ta3mobas7q.example.org", null, decodeCase{name: "vaydns NULL query outside, NULL domain elsewhere",
+			domains: []tunnelDomain{testVayDomain, vaydnsDomain("n.example.net", 2, null)}, want: ignoreNotTunnel}),
+		q("ta3mobas7q.example.org", 28, decodeCase{name: "vaydns type no domain uses, outside",
+			domains: []tunnelDomain{testVayDomain, vaydnsDomain("n.example.net", 2, null)}, want: ignoreWrongType}),
+		q("ta3mobas7q.n.example.net", null, decodeCase{name: "vaydns second domain", domain: 1, id: testVayID(2),
+			domains: []tunnelDomain{testVayDomain, vaydnsDomain("n.example.net", 2, null)}}),
+
+		q(poll, dnsTypeTXT, decodeCase{name: "vaydns 4-byte ClientID", id: testVayID(4),
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 4, dnsTypeTXT)}}),
+		q("ta3mobas."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 4-byte ClientID, 8 characters", id: testVayID(4),
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 4, dnsTypeTXT)}}),
+		q("ta3moba."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 4-byte ClientID, 7 characters, one too few",
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 4, dnsTypeTXT)}, want: ignoreBadPrefix}),
+		q("ta3mo."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns type A domain, TXT query",
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 1, 1)}, want: ignoreWrongType}),
+		q("ta3m."+testDomain, 1, decodeCase{name: "vaydns 1-byte ClientID, type A, 4 characters", id: testVayID(1),
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 1, 1)}}),
+		q(testPrefix+"."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 8-byte ClientID", id: testID,
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 8, dnsTypeTXT)}}),
+		q("szdi5laee5n772."+testDomain, dnsTypeTXT, decodeCase{name: "vaydns 8-byte ClientID, 14 characters",
+			domains: []tunnelDomain{vaydnsDomain(testDomain, 8, dnsTypeTXT)}, want: ignoreBadPrefix}),
+
+		q(testPrefix+"."+testDomain, dnsTypeTXT, decodeCase{name: "mixed host: dnstt query", id: testID, domains: mixed}),
+		q("ta3mobas7q.v.example.net", dnsTypeTXT, decodeCase{name: "mixed host: vaydns poll", domain: 1, id: testVayID(2), domains: mixed}),
+		q(poll, dnsTypeTXT, decodeCase{name: "mixed host: vaydns poll under the dnstt domain", domains: mixed, want: ignoreBadPrefix}),
+		q("ta3mobas7q.x.v.example.net", dnsTypeTXT, decodeCase{name: "mixed host: dnstt domain under the vaydns one",
+			domains: []tunnelDomain{testVayDomain, dnsttDomain("x.v.example.net"), vaydnsDomain("v.example.net", 2, dnsTypeTXT)},
+			domain:  1, want: ignoreBadPrefix}),
+		q(testPrefix+".x.v.example.net", dnsTypeTXT, decodeCase{name: "mixed host: longest domain wins, dnstt",
+			domains: []tunnelDomain{vaydnsDomain("v.example.net", 2, dnsTypeTXT), dnsttDomain("x.v.example.net")},
+			domain:  1, id: testID}),
+	}
+}
+
 // TestDecodeIP runs the hand-built packets through decodeIP.
 func TestDecodeIP(t *testing.T) {
 	for _, tt := range decodeCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			domains := tt.domains
 			if domains == nil {
-				domains = []string{testDomain}
+				domains = dnsttDomains(testDomain)
 			}
 			d := newDecoder(domains, testPort)
 			var p dnsttPacket
@@ -659,7 +793,7 @@ func TestDecodeLink(t *testing.T) {
 		{"LINKTYPE_IPV6", linkIPv6, q6, ignoreNone, -1},
 		{"unknown link type", 147, q, ignoreNotUDP, -1},
 	}
-	d := newDecoder([]string{testDomain}, testPort)
+	d := newDecoder(dnsttDomains(testDomain), testPort)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var p dnsttPacket
@@ -692,7 +826,7 @@ func TestDecodeAllocs(t *testing.T) {
 	for _, tt := range decodeCases() {
 		pkts = append(pkts, tt.pkt)
 	}
-	d := newDecoder([]string{testDomain, "example.com"}, testPort)
+	d := newDecoder(dnsttDomains(testDomain, "example.com"), testPort)
 	var p dnsttPacket
 	if n := testing.AllocsPerRun(10, func() {
 		for _, b := range pkts {
@@ -710,7 +844,7 @@ var errNoPacket = errors.New("no such packet in the capture")
 // testFindPacket returns the first IP packet of the lab capture for which
 // pick returns true.
 func testFindPacket(tb testing.TB, pick func(b []byte, r ignoreReason, p *dnsttPacket) bool) ([]byte, error) {
-	d := newDecoder([]string{testDomain}, testPort)
+	d := newDecoder(dnsttDomains(testDomain), testPort)
 	var best []byte
 	for _, b := range testCaptureIP(tb) {
 		var p dnsttPacket
@@ -746,7 +880,7 @@ var sinkReason ignoreReason
 
 // benchDecode benchmarks decodeIP on one packet.
 func benchDecode(b *testing.B, pkt []byte, want ignoreReason) {
-	d := newDecoder([]string{testDomain}, testPort)
+	d := newDecoder(dnsttDomains(testDomain), testPort)
 	var p dnsttPacket
 	if r := d.decodeIP(pkt, &p); r != want {
 		b.Fatalf("decodeIP = %v, want %v", r, want)
@@ -815,6 +949,49 @@ func BenchmarkDecodeOther(b *testing.B) {
 	benchDecode(b, pkt, ignoreWrongType)
 }
 
+// testVayQuery returns the first real VayDNS query of the sample over
+// IPv4 whose prefix has chars base32 characters.
+func testVayQuery(tb testing.TB, chars int) []byte {
+	d := newDecoder([]tunnelDomain{testVayDomain}, testPort)
+	for _, b := range testCaptureIPOf(tb, vaydnsCapture) {
+		var p dnsttPacket
+		if d.decodeIP(b, &p) == ignoreNone && p.dir == dirQuery && b[0]>>4 == 4 &&
+			len(p.qname)-len(testName(testDomain)) == chars+(chars+dnsMaxLabelLen-1)/dnsMaxLabelLen {
+			return b
+		}
+	}
+	tb.Fatalf("%s: no IPv4 query of %d characters", vaydnsCapture, chars)
+	return nil
+}
+
+// benchDecodeVayDNS benchmarks decodeIP on one packet under the VayDNS
+// sample's domain.
+func benchDecodeVayDNS(b *testing.B, pkt []byte) {
+	d := newDecoder([]tunnelDomain{testVayDomain}, testPort)
+	var p dnsttPacket
+	if r := d.decodeIP(pkt, &p); r != ignoreNone {
+		b.Fatalf("decodeIP = %v, want %v", r, ignoreNone)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		sinkReason = d.decodeIP(pkt, &p)
+	}
+}
+
+// BenchmarkDecodeQueryVayDNS decodes a real VayDNS data query of the
+// sample: 85 base32 characters in labels of 63 and 22 (the longest the
+// client's 101-octet name limit allows), 2-byte ClientID.
+func BenchmarkDecodeQueryVayDNS(b *testing.B) {
+	benchDecodeVayDNS(b, testVayQuery(b, 85))
+}
+
+// BenchmarkDecodeQueryVayDNSPoll decodes a real VayDNS poll: one label of
+// 10 characters.
+func BenchmarkDecodeQueryVayDNSPoll(b *testing.B) {
+	benchDecodeVayDNS(b, testVayQuery(b, 10))
+}
+
 // BenchmarkDecodeMalformed decodes a real query whose name is cut short.
 func BenchmarkDecodeMalformed(b *testing.B) {
 	pkt := slices.Clone(testLongestQuery(b, 4))
@@ -825,32 +1002,41 @@ func BenchmarkDecodeMalformed(b *testing.B) {
 // FuzzDecodeIP fuzzes the whole decoder from the IP header, seeded with
 // every packet of the lab capture and the hand-built cases.
 func FuzzDecodeIP(f *testing.F) {
-	for _, b := range testCaptureIP(f) {
-		f.Add(b)
+	for _, path := range []string{sampleCapture, vaydnsCapture} {
+		for _, b := range testCaptureIPOf(f, path) {
+			f.Add(b)
+		}
 	}
 	for _, tt := range decodeCases() {
 		f.Add(tt.pkt)
 	}
-	d := newDecoder(fuzzDomains, testPort)
+	decs := []*decoder{newDecoder(fuzzDomains, testPort), newDecoder(fuzzVayDomains, testPort)}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var p dnsttPacket
-		r := d.decodeIP(b, &p)
-		if r >= ignoreReasonCount {
-			t.Fatalf("decodeIP(%x) = %d", b, r)
-		}
-		if r2, ifindex := d.decodeLink(linkRaw, b, &p); r2 != r || ifindex != -1 {
-			t.Fatalf("decodeLink(raw, %x) = %v, %d, decodeIP = %v", b, r2, ifindex, r)
-		}
-		checkNoAllocs(t, func() { d.decodeIP(b, &p) }, "decodeIP(%x)", b)
-		if r != ignoreNone {
-			return
-		}
-		checkAccepted(t, &d.domains, &p, b)
-		if p.dnsLen < dnsHeaderLen+len(p.qname)+4 {
-			t.Fatalf("decodeIP(%x): dnsLen %d too short for qname %q", b, p.dnsLen, p.qname)
-		}
-		if v := b[0] >> 4; !p.resolver.IsValid() || p.resolver.Is4() != (v == 4) {
-			t.Fatalf("decodeIP(%x): resolver %v for IP version %d", b, p.resolver, v)
+		for _, d := range decs {
+			fuzzDecodeIP(t, d, b)
 		}
 	})
+}
+
+// fuzzDecodeIP checks one input of FuzzDecodeIP with one decoder.
+func fuzzDecodeIP(t *testing.T, d *decoder, b []byte) {
+	var p dnsttPacket
+	r := d.decodeIP(b, &p)
+	if r >= ignoreReasonCount {
+		t.Fatalf("decodeIP(%x) = %d", b, r)
+	}
+	if r2, ifindex := d.decodeLink(linkRaw, b, &p); r2 != r || ifindex != -1 {
+		t.Fatalf("decodeLink(raw, %x) = %v, %d, decodeIP = %v", b, r2, ifindex, r)
+	}
+	checkNoAllocs(t, func() { d.decodeIP(b, &p) }, "decodeIP(%x)", b)
+	if r != ignoreNone {
+		return
+	}
+	checkAccepted(t, &d.domains, &p, b)
+	if p.dnsLen < dnsHeaderLen+len(p.qname)+4 {
+		t.Fatalf("decodeIP(%x): dnsLen %d too short for qname %q", b, p.dnsLen, p.qname)
+	}
+	if v := b[0] >> 4; !p.resolver.IsValid() || p.resolver.Is4() != (v == 4) {
+		t.Fatalf("decodeIP(%x): resolver %v for IP version %d", b, p.resolver, v)
+	}
 }

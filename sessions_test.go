@@ -506,20 +506,24 @@ func TestSessionsImports(t *testing.T) {
 	})
 }
 
-// TestSessionsRealCapture feeds a real dnstt capture through the decoder
-// and the session table on the packet-time clock (SPEC section 4: every
+// TestSessionsRealCapture feeds the real dnstt and VayDNS captures through
+// the decoder and the session table on the packet-time clock (SPEC section 4: every
 // record moves the clock, sweeps at 500 ms steps, a final sweep at the last
 // record) and compares with the truth file. Per-resolver and per-client
 // totals are summed here from the decoder's output: the table keeps no
 // addresses.
 func TestSessionsRealCapture(t *testing.T) {
-	truth := loadSampleTruth(t)
-	domain, err := parseDomain(truth.Domain)
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range realCaptures {
+		t.Run(c.name, func(t *testing.T) { testSessionsRealCapture(t, c) })
 	}
-	lt, recs := readTestPcap(t, sampleCapture)
-	dec := newDecoder([]string{domain}, truth.Port)
+}
+
+// testSessionsRealCapture is TestSessionsRealCapture for one capture.
+func testSessionsRealCapture(t *testing.T, c realCapture) {
+	truth := loadTruth(t, c.truth)
+	domain := truth.tunnelDomain(t)
+	lt, recs := readTestPcap(t, c.pcap)
+	dec := newDecoder([]tunnelDomain{domain}, truth.Port)
 	tab := newSessionTable(sessionConfig{window: testWindow, max: 1000, domains: 1, geoIDs: 1})
 
 	type sums struct{ queries, bytesIn, responses, bytesOut uint64 }
@@ -592,9 +596,9 @@ func TestSessionsRealCapture(t *testing.T) {
 		t.Errorf("%d resolvers, want %d (responses %d, want %d)", len(byResolver), len(truth.Resolvers), responses, truth.Totals.Responses)
 	}
 	for hexID, want := range truth.Clients {
-		var id clientID
-		if _, err := hex.Decode(id[:], []byte(hexID)); err != nil {
-			t.Fatal(err)
+		var id clientID // a VayDNS ClientID's bytes after its N are zero
+		if n, err := hex.Decode(id[:], []byte(hexID)); err != nil || n != domain.idLen {
+			t.Fatalf("truth ClientID %q: %d bytes, %v", hexID, n, err)
 		}
 		g := byClient[id]
 		if g == nil || g.queries != want.Queries || g.bytesIn != want.BytesIn || g.bytesOut != want.BytesOut {

@@ -48,12 +48,34 @@ const (
 	sampleTruthFile = "testdata/pcap/visible-small.truth.json"
 )
 
+// The VayDNS sample: real VayDNS traffic with default flags (2-byte
+// ClientIDs, TXT), the same domain and port, and its ground truth.
+const (
+	vaydnsCapture   = "testdata/pcap/vaydns-small.pcap"
+	vaydnsTruthFile = "testdata/pcap/vaydns-small.truth.json"
+)
+
+// realCapture is a real capture and its truth file.
+type realCapture struct{ name, pcap, truth string }
+
+// realCaptures are the real captures every exactness test runs: the dnstt
+// lab capture and the VayDNS sample.
+var realCaptures = []realCapture{
+	{"visible-small", sampleCapture, sampleTruthFile},
+	{"vaydns-small", vaydnsCapture, vaydnsTruthFile},
+}
+
 // sampleTruth is the sample capture's ground truth: the one source of the
 // numbers every test checks the capture against.
 type sampleTruth struct {
 	Domain  string  `json:"domain"`
 	Port    uint16  `json:"port"`
 	WindowS float64 `json:"window_s"`
+	Mode    struct {
+		Name          string   `json:"name"`           // vaydns-default; empty for dnstt
+		ClientIDBytes int      `json:"clientid_bytes"` // VayDNS's ClientID size
+		QTypes        []string `json:"qtypes"`         // VayDNS's record type
+	} `json:"mode"`
 	Packets struct {
 		Total          uint64  `json:"total"`
 		DnsttQueries   uint64  `json:"dnstt_queries"`
@@ -97,15 +119,39 @@ type sampleResolver struct {
 }
 
 // loadSampleTruth reads sampleTruthFile.
-func loadSampleTruth(t testing.TB) *sampleTruth {
+func loadSampleTruth(t testing.TB) *sampleTruth { return loadTruth(t, sampleTruthFile) }
+
+// loadTruth reads a truth file.
+func loadTruth(t testing.TB, path string) *sampleTruth {
 	t.Helper()
-	b, err := os.ReadFile(sampleTruthFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var truth sampleTruth
 	if err := json.Unmarshal(b, &truth); err != nil {
-		t.Fatalf("%s: %v", sampleTruthFile, err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	return &truth
+}
+
+// tunnelDomain returns the domain the truth file's rules describe: dnstt,
+// or VayDNS with its ClientID size and record type.
+func (tr *sampleTruth) tunnelDomain(t testing.TB) tunnelDomain {
+	t.Helper()
+	switch tr.Mode.Name {
+	case "":
+		return dnsttDomain(tr.Domain)
+	case "vaydns-default":
+		if len(tr.Mode.QTypes) != 1 {
+			t.Fatalf("truth mode: record types %q, want one", tr.Mode.QTypes)
+		}
+		d, err := newVayDNSDomain(tr.Domain, tr.Mode.ClientIDBytes, tr.Mode.QTypes[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	t.Fatalf("truth mode %q", tr.Mode.Name)
+	return tunnelDomain{}
 }

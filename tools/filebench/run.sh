@@ -11,11 +11,14 @@
 #
 # Usage: tools/filebench/run.sh [-n PACKETS] [-seed N] [-runs N] [-dir DIR]
 #            [-keep] [-baseline parser|packet|both|none] [-exporter BINARY]
-#            [-- EXPORTER FLAGS...]
+#            [-vaydns SIZE[:TYPE]] [-- EXPORTER FLAGS...]
 #   -dir   where the capture goes (default: a new temporary directory)
 #   -keep  keep the capture (in -dir, default /tmp/filebench) and reuse it next time;
 #          without it the capture is deleted at the end
 #   -exporter  time this dnstt_exporter binary instead of building the repository's
+#   -vaydns  generate VayDNS traffic (ClientID of SIZE bytes, query type TYPE,
+#          default txt) and read it with -vaydns.domain; the gopacket baseline
+#          knows dnstt only and is skipped
 # Exit status: 0 when every total matches (targets are reported, not enforced:
 # the machine is shared and noisy), 1 on a mismatch or a failed run, 2 on usage.
 set -euo pipefail
@@ -27,6 +30,7 @@ dir=
 keep=0
 baseline=both
 exporter=
+vaydns=
 extra=()
 while (($#)); do
 	case $1 in
@@ -37,6 +41,7 @@ while (($#)); do
 	-keep) keep=1; shift ;;
 	-baseline) baseline=$2; shift 2 ;;
 	-exporter) exporter=$2; shift 2 ;;
+	-vaydns) vaydns=$2; shift 2 ;;
 	--) shift; extra=("$@"); break ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed '$d;s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (try -h)" >&2; exit 2 ;;
@@ -44,6 +49,23 @@ while (($#)); do
 done
 case $baseline in parser | packet | both | none) ;; *) echo "run.sh: -baseline $baseline: want parser, packet, both or none" >&2; exit 2 ;; esac
 [[ $packets =~ ^[1-9][0-9]*$ && $runs =~ ^[1-9][0-9]*$ && $seed =~ ^[0-9]+$ ]] || { echo "run.sh: -n, -runs and -seed take numbers" >&2; exit 2; }
+gen_flags=()
+domain_flags=(-dnstt.domain t.example.com)
+mode=
+if [[ -n $vaydns ]]; then
+	[[ $vaydns =~ ^[1-8](:[a-zA-Z]+)?$ ]] || { echo "run.sh: -vaydns $vaydns: want SIZE[:TYPE], SIZE 1 to 8" >&2; exit 2; }
+	vsize=${vaydns%%:*}
+	vtype=txt
+	[[ $vaydns == *:* ]] && vtype=${vaydns#*:}
+	vtype=${vtype,,}
+	gen_flags=(-vaydns.clientid-size "$vsize" -vaydns.record-type "$vtype")
+	domain_flags=(-vaydns.domain t.example.com -vaydns.clientid-size "$vsize" -vaydns.record-type "$vtype")
+	mode=-vaydns$vsize-$vtype
+	if [[ $baseline != none ]]; then
+		echo "run.sh: -vaydns: the gopacket baseline counts dnstt only; skipping it" >&2
+		baseline=none
+	fi
+fi
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(git -C "$here" rev-parse --show-toplevel)
@@ -72,7 +94,7 @@ else
 	(cd "$root" && CGO_ENABLED=0 go build -o "$work/dnstt_exporter" .)
 fi
 (cd "$here" && go build -o "$work/" ./gen ./gopacketcount ./check)
-pcap=$dir/dnstt-bench-v$("$work/gen" -version)-n$packets-seed$seed.pcap
+pcap=$dir/dnstt-bench-v$("$work/gen" -version)-n$packets-seed$seed$mode.pcap
 
 if [[ ! -s $pcap || ! -s $pcap.json ]]; then
 	need=$((packets * 350))     # ~320 bytes a record at the default mix, plus margin
@@ -83,7 +105,7 @@ if [[ ! -s $pcap || ! -s $pcap.json ]]; then
 	fi
 	echo "== generate $pcap"
 	rm -f "$pcap.json" # written last: its presence says the capture is whole
-	"$work/gen" -n "$packets" -seed "$seed" -o "$pcap" >/dev/null
+	"$work/gen" -n "$packets" -seed "$seed" "${gen_flags[@]}" -o "$pcap" >/dev/null
 else
 	echo "== reuse $pcap"
 fi
@@ -130,7 +152,7 @@ rate() { awk -v n="$packets" -v s="$1" 'BEGIN {printf "%.0f packets/s, %.1f ns/p
 
 status=0
 echo "== dnstt_exporter -capture.file (best of $runs)"
-best_of exporter "$work/dnstt_exporter" -capture.file "$pcap" -dnstt.domain t.example.com "${extra[@]}"
+best_of exporter "$work/dnstt_exporter" -capture.file "$pcap" "${domain_flags[@]}" "${extra[@]}"
 exp_s=$best
 exp_cpu=$best_cpu
 echo "== check the exporter's exposition against the generator's totals"

@@ -2,12 +2,15 @@
 // dnstt traffic (see package synth) for the file-mode throughput benchmark of
 // dnstt_exporter, and a JSON sidecar (-json, default the -o path + ".json")
 // with the totals a correct file-mode run must report, also printed on stdout.
+// With -vaydns.clientid-size it writes VayDNS traffic in VayDNS's default
+// format instead, to be read with -vaydns.domain and the same settings.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/dnstt-exporter/dnstt_exporter/tools/filebench/internal/synth"
@@ -19,6 +22,9 @@ type sidecar struct {
 	File      string       `json:"file"`
 	Version   int          `json:"generator_version"`
 	Domain    string       `json:"domain"`
+	Protocol  string       `json:"protocol"`       // dnstt or vaydns
+	IDBytes   int          `json:"clientid_bytes"` // ClientID size
+	Type      string       `json:"record_type"`    // the tunnel queries' type
 	Port      int          `json:"port"`
 	Window    int          `json:"window_s"`
 	Seed      uint64       `json:"seed"`
@@ -42,6 +48,8 @@ func main() {
 	flag.IntVar(&cfg.Snaplen, "snaplen", cfg.Snaplen, "truncate records to this many bytes (0: full packets; the gopacket baseline needs full packets)")
 	flag.BoolVar(&cfg.Checksum, "checksum", cfg.Checksum, "compute valid UDP checksums")
 	flag.Int64Var(&cfg.Start, "start", cfg.Start, "Unix time of the first packet (s)")
+	flag.IntVar(&cfg.VayDNSIDLen, "vaydns.clientid-size", 0, "write VayDNS traffic with a ClientID of this many `bytes` (1 to 8; 0: dnstt traffic)")
+	recordType := flag.String("vaydns.record-type", "txt", "query `type` of the VayDNS traffic: txt, null, cname, a, aaaa, mx, ns, srv or caa")
 	version := flag.Bool("version", false, "print the generator version (it changes when the output for the same flags does) and exit")
 	flag.Parse()
 	if *version {
@@ -51,11 +59,20 @@ func main() {
 	if *side == "" {
 		*side = *out + ".json"
 	}
+	qtype, ok := recordTypes[strings.ToLower(*recordType)]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "gen: -vaydns.record-type %q: want txt, null, cname, a, aaaa, mx, ns, srv or caa\n", *recordType)
+		os.Exit(2)
+	}
+	cfg.VayDNSType = qtype
 	if err := run(cfg, *out, *side); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
 }
+
+// recordTypes are VayDNS's -record-type values and their TYPE numbers.
+var recordTypes = map[string]uint16{"txt": 16, "null": 10, "cname": 5, "a": 1, "aaaa": 28, "mx": 15, "ns": 2, "srv": 33, "caa": 257}
 
 // run writes the capture to out and the sidecar to side.
 func run(cfg synth.Config, out, side string) error {
@@ -73,7 +90,16 @@ func run(cfg synth.Config, out, side string) error {
 		return fmt.Errorf("%s: %w", out, err)
 	}
 	elapsed := time.Since(began)
-	s := sidecar{out, synth.Version, synth.Domain, synth.Port, tally.Window / 1e9, cfg.Seed, cfg.Clients, cfg.Resolvers, totals}
+	s := sidecar{File: out, Version: synth.Version, Domain: synth.Domain, Protocol: "dnstt", IDBytes: 8, Type: "txt",
+		Port: synth.Port, Window: tally.Window / 1e9, Seed: cfg.Seed, Clients: cfg.Clients, Resolvers: cfg.Resolvers, Totals: totals}
+	if cfg.VayDNSIDLen > 0 {
+		s.Protocol, s.IDBytes = "vaydns", cfg.VayDNSIDLen
+		for name, t := range recordTypes {
+			if t == cfg.VayDNSType {
+				s.Type = name
+			}
+		}
+	}
 	j, err := os.Create(side)
 	if err != nil {
 		return err

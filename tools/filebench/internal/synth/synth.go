@@ -11,6 +11,12 @@
 // a few packets later. A fraction of names has 0x20 random case, and about
 // 10 % of the transactions are other DNS the exporter must ignore.
 //
+// With Config.VayDNSIDLen set it writes VayDNS's default format instead
+// (testdata/pcap/README.md, the VayDNS section): an N-byte ClientID with no
+// marker, polls of ClientID + 4 random bytes, data of ClientID + a length
+// byte + payload in names of at most 101 octets, and the configured query
+// type (Config.VayDNSType) in the queries and their answers.
+//
 // Nothing is sent anywhere: the addresses only live in the file.
 package synth
 
@@ -48,9 +54,13 @@ const (
 	recHeaderLen  = 16
 	maxLabelLen   = 63
 	maxPrefixLen  = 3*maxLabelLen + 40 // the reference client's longest prefix: 63,63,63,40
-	maxDNSLen     = 1232               // the reference server's default maximum response size
-	optRRLen      = 11
-	frameCap      = 2048
+	// maxVayPrefixLen is VayDNS's longest prefix: the client limits names
+	// to 101 octets, which under t.example.com leaves 63,22.
+	maxVayPrefixLen = maxLabelLen + 22
+	vayPollLen      = 4    // random bytes after the ClientID of a VayDNS poll
+	maxDNSLen       = 1232 // the reference server's default maximum response size
+	optRRLen        = 11
+	frameCap        = 2048
 )
 
 // DNS constants (RFC 1035, RFC 6891).
@@ -58,6 +68,7 @@ const (
 	typeA    = 1
 	typeNS   = 2
 	typeTXT  = 16
+	typeAAAA = 28
 	typeOPT  = 41
 	classIN  = 1
 	ednsSize = 4096
@@ -93,6 +104,11 @@ type Config struct {
 	Snaplen   int     // truncate records to this many bytes; 0 keeps them whole
 	Checksum  bool    // compute valid UDP checksums
 	Start     int64   // Unix time of the first packet (s)
+	// VayDNSIDLen is 0 for dnstt traffic, or VayDNS's ClientID size (1 to
+	// 8) for VayDNS traffic in its default format, of query type
+	// VayDNSType (an RFC 1035 TYPE; 0 means TXT).
+	VayDNSIDLen int
+	VayDNSType  uint16
 }
 
 // DefaultConfig is the benchmark's capture: 20M packets, 50,000 sessions,
@@ -184,6 +200,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("case20 %v: must be in [0, 1]", c.Case20)
 	case c.Snaplen < 0:
 		return fmt.Errorf("snaplen %d: must not be negative", c.Snaplen)
+	case c.VayDNSIDLen < 0 || c.VayDNSIDLen > clientIDLen:
+		return fmt.Errorf("vaydns clientid size %d: want 0 (dnstt) or 1 to 8", c.VayDNSIDLen)
 	}
 	return nil
 }
@@ -265,6 +283,9 @@ func (g *gen) makeClients() {
 	for i := range g.clients {
 		c := &g.clients[i]
 		binary.BigEndian.PutUint64(c.id[:], g.rng.Uint64())
+		if n := g.cfg.VayDNSIDLen; n > 0 {
+			clear(c.id[n:]) // the exporter keeps an N-byte ClientID so, and so does the tally
+		}
 		if g.rng.Float64() < 0.6 {
 			c.home = int32(g.rng.IntN(n4))
 		} else {
@@ -378,7 +399,7 @@ func (g *gen) transaction() {
 	}
 	srcPort := uint16(1024 + g.rng.IntN(65536-1024))
 	dnsID := uint16(g.rng.Uint32())
-	qtype := uint16(typeTXT)
+	qtype := g.tunnelType()
 	dstPort := uint16(dnsPort)
 	k := kindQuery
 	answered := true
@@ -400,12 +421,21 @@ func (g *gen) transaction() {
 			g.setName("_." + domain)
 			qtype = typeA
 		case noiseShort:
-			g.setName([]string{"abc.", "abcdefgh.", "73olvgdwkq."}[g.rng.IntN(3)] + domain)
+			if g.cfg.VayDNSIDLen > 0 {
+				// A VayDNS server takes any prefix of ⌈8(N+1)/5⌉
+				// base32 characters (4 at least) as its traffic.
+				g.setName("abc." + domain)
+			} else {
+				g.setName([]string{"abc.", "abcdefgh.", "73olvgdwkq."}[g.rng.IntN(3)] + domain)
+			}
 		case noiseNotBase32:
 			g.setName("notbase32!." + domain)
 		case noiseWrongType:
 			g.dnsttName(c, true)
 			qtype = typeA
+			if g.tunnelType() == typeA {
+				qtype = typeAAAA
+			}
 		case noiseMiddle:
 			g.setName(domain + ".evil.net")
 			qtype, aa = typeA, false
@@ -414,7 +444,7 @@ func (g *gen) transaction() {
 			srcPort, dstPort, answered = dnsPort, mdnsPort, false
 		case noiseAlmostClient:
 			g.dnsttName(c, true)
-			g.truncatePrefix(14)
+			g.truncatePrefix(g.minChars() - 1)
 		case noiseOtherTXT:
 			if g.rng.IntN(2) == 0 {
 				g.setName("example.org")
@@ -452,7 +482,7 @@ func (g *gen) transaction() {
 	}
 	n = g.appendQuestion(g.dns[:0], dnsID, flags, qtype, an, 1)
 	if k == kindQuery {
-		n = g.appendTXTAnswer(n)
+		n = g.appendTXTAnswer(n, qtype)
 	}
 	n = appendOPT(n)
 	rk := kindIgnored
@@ -467,6 +497,24 @@ func (g *gen) transaction() {
 	slot := &g.ring[(base+d)%reorderSlots]
 	slot.used, slot.kind, slot.dnsN = true, rk, len(n)
 	slot.len = g.buildFrame(slot.frame[:], r, false, srcPort, dstPort, n)
+}
+
+// tunnelType is the query type of the tunnel's queries.
+func (g *gen) tunnelType() uint16 {
+	if g.cfg.VayDNSIDLen > 0 && g.cfg.VayDNSType != 0 {
+		return g.cfg.VayDNSType
+	}
+	return typeTXT
+}
+
+// minChars is the shortest prefix the exporter counts, in base32
+// characters: the ClientID and one more byte (SPEC section 3).
+func (g *gen) minChars() int {
+	n := clientIDLen
+	if g.cfg.VayDNSIDLen > 0 {
+		n = g.cfg.VayDNSIDLen
+	}
+	return (8*(n+1) + 4) / 5
 }
 
 // setName sets the QNAME from a dotted name.
@@ -494,18 +542,33 @@ func (g *gen) setName(s string) {
 // a payload of up to the reference client's longest name).
 func (g *gen) dnsttName(c *client, poll bool) {
 	raw := g.raw[:0]
-	raw = append(raw, c.id[:]...)
-	pad := 8
-	if poll {
-		raw = append(raw, 0xe8)
+	var total int
+	if n := g.cfg.VayDNSIDLen; n > 0 {
+		// VayDNS: [ClientID:N][4 random bytes] for a poll,
+		// [ClientID:N][length][payload] for data.
+		raw = append(raw, c.id[:n]...)
+		if poll {
+			total = n + vayPollLen
+		} else {
+			maxRaw := maxVayPrefixLen * 5 / 8
+			payload := 1 + g.rng.IntN(maxRaw-n-1)
+			raw = append(raw, byte(payload))
+			total = n + 1 + payload
+		}
 	} else {
-		raw = append(raw, 0xe3)
-		pad = 3
-	}
-	maxRaw := maxPrefixLen * 5 / 8
-	total := len(raw) + pad
-	if !poll {
-		total += 1 + g.rng.IntN(maxRaw-total)
+		raw = append(raw, c.id[:]...)
+		pad := 8
+		if poll {
+			raw = append(raw, 0xe8)
+		} else {
+			raw = append(raw, 0xe3)
+			pad = 3
+		}
+		maxRaw := maxPrefixLen * 5 / 8
+		total = len(raw) + pad
+		if !poll {
+			total += 1 + g.rng.IntN(maxRaw-total)
+		}
 	}
 	for len(raw) < total {
 		v := g.rng.Uint64()
@@ -581,10 +644,12 @@ func appendOPT(b []byte) []byte {
 	return binary.BigEndian.AppendUint16(b, 0)
 }
 
-// appendTXTAnswer appends one TXT answer (name compressed to the question)
-// with downstream data: half small (idle polls), half up to what fits in the
-// server's 1232-byte limit.
-func (g *gen) appendTXTAnswer(b []byte) []byte {
+// appendTXTAnswer appends one answer of type qtype (name compressed to the
+// question) with downstream data in TXT's character-string form: half
+// small (idle polls), half up to what fits in the server's 1232-byte
+// limit. (VayDNS answers in the query's type; the exporter reads no
+// answer.)
+func (g *gen) appendTXTAnswer(b []byte, qtype uint16) []byte {
 	room := maxDNSLen - len(b) - 12 - optRRLen // 12: pointer, type, class, TTL, RDLENGTH
 	room -= (room + 254) / 255                 // one length byte per character-string
 	data := g.rng.IntN(64)
@@ -593,7 +658,7 @@ func (g *gen) appendTXTAnswer(b []byte) []byte {
 	}
 	rdlen := data + max(1, (data+254)/255)
 	b = append(b, 0xc0, dnsHeaderLen)
-	b = binary.BigEndian.AppendUint16(b, typeTXT)
+	b = binary.BigEndian.AppendUint16(b, qtype)
 	b = binary.BigEndian.AppendUint16(b, classIN)
 	b = binary.BigEndian.AppendUint32(b, 60)
 	b = binary.BigEndian.AppendUint16(b, uint16(rdlen))

@@ -123,3 +123,61 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestGenerateVayDNS checks the VayDNS format: the tunnel's queries have
+// the configured type and prefixes of VayDNS's lengths (polls of exactly
+// ClientID + 4 bytes, data up to 85 characters in labels of 63 and 22),
+// and the totals still add up.
+func TestGenerateVayDNS(t *testing.T) {
+	cfg := smallConfig(3)
+	cfg.VayDNSIDLen, cfg.VayDNSType = 4, 10 // NULL
+	var buf bytes.Buffer
+	tot, err := Generate(cfg, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot.Queries+tot.Responses+tot.Ignored != tot.Packets || tot.Queries == 0 {
+		t.Fatalf("totals %+v", tot)
+	}
+	const suffix = "\x01t\x07example\x03com\x00"
+	polls, data := 0, 0
+	b := buf.Bytes()
+	for off := pcapHeaderLen; off < len(b); {
+		capLen := int(binary.LittleEndian.Uint32(b[off+8:]))
+		frame := b[off+recHeaderLen : off+recHeaderLen+capLen]
+		off += recHeaderLen + capLen
+		ipLen := ipv4HeaderLen
+		if binary.BigEndian.Uint16(frame[12:]) == 0x86dd {
+			ipLen = ipv6HeaderLen
+		}
+		msg := frame[ethHeaderLen+ipLen+udpHeaderLen:]
+		if msg[2]&0x80 != 0 {
+			continue // responses repeat the question
+		}
+		q := msg[dnsHeaderLen:]
+		end := bytes.IndexByte(q, 0) // the prefix holds no zero byte
+		chars, labels := 0, 0
+		for i := 0; i < end; i += 1 + int(q[i]) {
+			chars += int(q[i])
+			labels++
+		}
+		name := q[:end+1]
+		qtype := binary.BigEndian.Uint16(q[end+1:])
+		if qtype != 10 || !bytes.HasSuffix(name, []byte(suffix)) {
+			continue // noise
+		}
+		chars -= 1 + 7 + 3 // t, example, com
+		switch {
+		case chars < 10: // noise: abc, or ⌈8 × (4 + 1) / 5⌉ − 1 characters
+		case chars == 13: // ⌈8 × (4 + 4) / 5⌉; data of 4 payload bytes too
+			polls++
+		case chars >= 10 && chars <= maxVayPrefixLen && (chars <= maxLabelLen) == (labels == 4):
+			data++ // at least the ClientID, the length and a byte: ⌈8 × 6 / 5⌉
+		default:
+			t.Fatalf("query %q: %d prefix characters", name, chars)
+		}
+	}
+	if polls == 0 || data == 0 {
+		t.Fatalf("%d polls, %d data queries", polls, data)
+	}
+}
