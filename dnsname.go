@@ -9,6 +9,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // DNS header and question layout (RFC 1035 section 4.1).
@@ -90,6 +91,44 @@ func newVayDNSDomain(s string, idLen int, recordType string) (tunnelDomain, erro
 		return tunnelDomain{}, err
 	}
 	return tunnelDomain{name: name, protocol: protocolVayDNS, idLen: idLen, qtype: qtype}, nil
+}
+
+// parseVayDNSDomain parses a -vaydns.domain value: a domain, optionally
+// followed by a colon and comma-separated per-domain settings that
+// override idLen and recordType, the -vaydns.clientid-size and
+// -vaydns.record-type defaults: "t.example.com",
+// "t.example.com:clientid-size=4", "t.example.com:record-type=cname",
+// "t.example.com:clientid-size=4,record-type=cname". A domain name holds
+// no colon, so the first one ends it. Errors do not repeat s: the caller
+// quotes it.
+func parseVayDNSDomain(s string, idLen int, recordType string) (tunnelDomain, error) {
+	name, opts, found := strings.Cut(s, ":")
+	if found {
+		if opts == "" {
+			return tunnelDomain{}, errors.New("no settings after the colon: want clientid-size=N, record-type=TYPE or both, comma-separated")
+		}
+		var sawSize, sawType bool
+		for _, kv := range strings.Split(opts, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch {
+			case k == "clientid-size" && !sawSize:
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return tunnelDomain{}, errors.New("clientid-size " + strconv.Quote(v) +
+						": want " + strconv.Itoa(minVayDNSIDLen) + " to " + strconv.Itoa(maxVayDNSIDLen))
+				}
+				idLen, sawSize = n, true
+			case k == "record-type" && !sawType:
+				recordType, sawType = v, true
+			case k == "clientid-size" || k == "record-type":
+				return tunnelDomain{}, errors.New(k + " given twice")
+			default:
+				return tunnelDomain{}, errors.New("setting " + strconv.Quote(kv) +
+					": want clientid-size=N or record-type=TYPE")
+			}
+		}
+	}
+	return newVayDNSDomain(name, idLen, recordType)
 }
 
 // minChars is the shortest prefix of d's queries, in base32 characters:
@@ -241,12 +280,17 @@ func (e *domainEntry) matchAt(q []byte, s int) bool {
 }
 
 // newDomainTable builds a table from domains with normalised names (see
-// parseDomain) and valid settings (dnsttDomain, newVayDNSDomain).
+// parseDomain) and valid settings (dnsttDomain, newVayDNSDomain). An entry
+// with an empty name holds the place of a domain id not in force (a domain
+// a reload removed): it matches nothing.
 func newDomainTable(domains []tunnelDomain) domainTable {
 	t := domainTable{domains: domains, entries: make([]domainEntry, 0, len(domains))}
 	for i := range domains {
 		d := &domains[i]
 		n := d.name
+		if n == "" {
+			continue
+		}
 		e := domainEntry{
 			index:    uint16(i),
 			qtype:    d.qtype,
@@ -257,7 +301,7 @@ func newDomainTable(domains []tunnelDomain) domainTable {
 		if d.qtype < maxTableType {
 			t.types[d.qtype/64] |= 1 << (d.qtype % 64)
 		}
-		if i == 0 {
+		if len(t.entries) == 0 {
 			t.firstType = d.qtype
 		}
 		start := 0

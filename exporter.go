@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,8 +70,14 @@ const shutdownTimeout = 5 * time.Second
 // config is the validated command line.
 type config struct {
 	// domains are -dnstt.domain, then -vaydns.domain with the -vaydns.*
-	// settings; names normalised by parseDomain, index = domain id.
-	domains       []tunnelDomain
+	// settings, then the domains of -dnstm.config; names normalised by
+	// parseDomain, index = domain id at start.
+	domains []tunnelDomain
+	// flagDomains are the domains of -dnstt.domain and -vaydns.domain:
+	// the first len(flagDomains) of domains. A reload keeps them.
+	flagDomains   []tunnelDomain
+	dnstmConfig   string        // -dnstm.config; "" = none
+	dnstmNotes    []string      // the dnstm tunnels not counted at start (slipstream), for one log line
 	port          uint16        // -dnstt.port
 	window        time.Duration // -dnstt.window
 	interfaces    []string      // -capture.interface; empty = all
@@ -183,6 +190,7 @@ type flagValues struct {
 	vaydnsDomains                  stringList
 	vaydnsIDSize                   int
 	vaydnsRecordType               string
+	dnstmConfig                    string
 	port                           uint
 	window                         time.Duration
 	bufferSize                     byteSize
@@ -204,10 +212,12 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs := flag.NewFlagSet(programName, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are printed as one line by run
 	v.bufferSize = defaultBufferSize
-	fs.Var(&v.domains, "dnstt.domain", "dnstt tunnel `domain` to watch, e.g. t.example.com (repeat for several tunnels; at least one -dnstt.domain or -vaydns.domain)")
-	fs.Var(&v.vaydnsDomains, "vaydns.domain", "VayDNS tunnel `domain` in VayDNS's default format (repeatable; a VayDNS server run with -dnstt-compat is a -dnstt.domain)")
-	fs.IntVar(&v.vaydnsIDSize, "vaydns.clientid-size", defaultVayDNSIDLen, "ClientID `bytes` of the -vaydns.domain servers, as their -clientid-size (1 to 8)")
-	fs.StringVar(&v.vaydnsRecordType, "vaydns.record-type", "txt", "query `type` of the -vaydns.domain servers, as their -record-type: txt, null, cname, a, aaaa, mx, ns, srv or caa")
+	fs.Var(&v.domains, "dnstt.domain", "dnstt tunnel `domain` to watch, e.g. t.example.com (repeat for several tunnels; at least one -dnstt.domain, -vaydns.domain or -dnstm.config)")
+	fs.Var(&v.vaydnsDomains, "vaydns.domain", "VayDNS tunnel `domain` in VayDNS's default format (repeatable; a VayDNS server run with -dnstt-compat is a -dnstt.domain); "+
+		"DOMAIN:clientid-size=N,record-type=TYPE gives this domain its own settings, either or both")
+	fs.IntVar(&v.vaydnsIDSize, "vaydns.clientid-size", defaultVayDNSIDLen, "ClientID `bytes` of the -vaydns.domain servers, as their -clientid-size (1 to 8), unless a domain gives its own")
+	fs.StringVar(&v.vaydnsRecordType, "vaydns.record-type", "txt", "query `type` of the -vaydns.domain servers, as their -record-type: txt, null, cname, a, aaaa, mx, ns, srv or caa; unless a domain gives its own")
+	fs.StringVar(&v.dnstmConfig, "dnstm.config", "", "read the tunnel domains from dnstm's config.json at this `path` (e.g. /etc/dnstm/config.json, or %d/dnstm-config with systemd's LoadCredential=); SIGHUP re-reads it")
 	fs.UintVar(&v.port, "dnstt.port", defaultPort, "UDP `port` the dnstt server answers on (the port on the wire, before any iptables redirect)")
 	fs.DurationVar(&v.window, "dnstt.window", defaultWindow, "a session is active while its latest query is younger than this (1s to 24h)")
 	fs.Var(&v.interfaces, "capture.interface", "network `interface` to capture on (repeatable; default: all interfaces)")
@@ -310,8 +320,8 @@ func validate(v *flagValues) (*config, error) {
 			maxLabelSets: v.maxLabelSets,
 		},
 	}
-	if len(v.domains)+len(v.vaydnsDomains) == 0 {
-		return nil, usagef("-dnstt.domain: missing: name at least one tunnel domain, or -vaydns.domain (see -h)")
+	if len(v.domains)+len(v.vaydnsDomains) == 0 && v.dnstmConfig == "" {
+		return nil, usagef("-dnstt.domain: missing: name at least one tunnel domain, or -vaydns.domain, or give -dnstm.config (see -h)")
 	}
 	for _, s := range v.domains {
 		d, err := parseDomain(s)
@@ -330,8 +340,11 @@ func validate(v *flagValues) (*config, error) {
 		return nil, usagef("-vaydns.record-type %q: want one of %s", v.vaydnsRecordType, recordTypeList())
 	}
 	for _, s := range v.vaydnsDomains {
-		d, err := newVayDNSDomain(s, v.vaydnsIDSize, v.vaydnsRecordType)
+		d, err := parseVayDNSDomain(s, v.vaydnsIDSize, v.vaydnsRecordType)
 		if err != nil {
+			if strings.Contains(s, ":") {
+				return nil, usagef("-vaydns.domain %q: %w", s, err)
+			}
 			return nil, usagef("-vaydns.domain: %w", err)
 		}
 		if i := indexDomain(cfg.domains, d.name); i >= 0 {
@@ -341,6 +354,21 @@ func validate(v *flagValues) (*config, error) {
 			return nil, usagef("-vaydns.domain %q: given twice", s)
 		}
 		cfg.domains = append(cfg.domains, d)
+	}
+	cfg.flagDomains = slices.Clip(cfg.domains)
+	if v.dnstmConfig != "" {
+		cfg.dnstmConfig = v.dnstmConfig
+		domains, notes, err := cfg.loadDnstm()
+		if err != nil {
+			return nil, &usageError{err}
+		}
+		if len(domains) == 0 {
+			return nil, usagef("-dnstm.config %q: no tunnel to count (single mode: route.active names none; multi mode: none enabled), and no -dnstt.domain or -vaydns.domain", cfg.dnstmConfig)
+		}
+		cfg.domains, cfg.dnstmNotes = domains, notes
+	}
+	if len(cfg.domains) > maxDomainIDs {
+		return nil, usagef("%d tunnel domains: at most %d", len(cfg.domains), maxDomainIDs)
 	}
 	if v.port < 1 || v.port > math.MaxUint16 {
 		return nil, usagef("-dnstt.port %d: want 1 to 65535", v.port)
@@ -473,6 +501,7 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	log := newLogger(stderr, cfg)
+	logDnstmNotes(log, cfg.dnstmNotes)
 	if cfg.auth != nil {
 		warnReadableSecrets(log, cfg.basicAuthFile, cfg.bearerFile)
 	}
@@ -581,12 +610,17 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 	// Several interfaces (the default is all of them) can show one
 	// datagram more than once: SPEC section 3.
 	pl := newPipeline(cfg, geo, len(cfg.interfaces) != 1)
+	var reloadFailures *atomic.Uint64
+	if cfg.dnstmConfig != "" {
+		reloadFailures = new(atomic.Uint64)
+	}
 	m := newMetrics(metricsConfig{
-		domains:  cfg.domains,
-		sessions: pl.sessions,
-		capture:  pl.stats,
-		geo:      geo,
-		now:      clock.now,
+		tunnels:        pl.currentTunnels,
+		sessions:       pl.sessions,
+		capture:        pl.stats,
+		geo:            geo,
+		now:            clock.now,
+		reloadFailures: reloadFailures,
 	})
 	srv := newHTTPServer(cfg, m, log)
 
@@ -631,6 +665,7 @@ wait:
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				reloadGeo(geo, log)
+				reloadDnstm(cfg, pl, reloadFailures, log)
 				continue
 			}
 			log.Info("shutting down", "signal", s.String())
@@ -668,6 +703,95 @@ func reloadGeo(g *geoResolver, log *slog.Logger) {
 		return
 	}
 	_ = g.reload()
+}
+
+// maxDnstmConfigSize bounds what is read of -dnstm.config: dnstm's files
+// are a few KiB.
+const maxDnstmConfigSize = 16 << 20
+
+// loadDnstm reads -dnstm.config and returns the domains to count, the
+// flag domains first, and the tunnels it does not count. A domain of the
+// file that is also a flag domain is an error. The file's bytes are
+// cleared once parsed: they hold private keys. Errors are one line naming
+// the flag and the path, and quote nothing else from the file but what
+// parseDnstmConfig's do.
+func (cfg *config) loadDnstm() ([]tunnelDomain, []string, error) {
+	fail := func(err error) ([]tunnelDomain, []string, error) {
+		return nil, nil, fmt.Errorf("-dnstm.config %q: %w", cfg.dnstmConfig, err)
+	}
+	data, err := readDnstmConfig(cfg.dnstmConfig)
+	defer clear(data)
+	if err != nil {
+		return fail(err)
+	}
+	tuns, err := parseDnstmConfig(data)
+	if err != nil {
+		return fail(err)
+	}
+	domains := slices.Clone(cfg.flagDomains)
+	for i, d := range tuns.domains {
+		if j := indexDomain(cfg.flagDomains, d.name); j >= 0 {
+			flag := "-dnstt.domain"
+			if cfg.flagDomains[j].protocol == protocolVayDNS {
+				flag = "-vaydns.domain"
+			}
+			return fail(fmt.Errorf("tunnel %q: domain %q is also given as %s: give it in one place", tuns.tags[i], d.name, flag))
+		}
+		domains = append(domains, d)
+	}
+	return domains, tuns.skipped, nil
+}
+
+// readDnstmConfig reads the file at path, at most maxDnstmConfigSize
+// bytes.
+func readDnstmConfig(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxDnstmConfigSize+1))
+	if err != nil {
+		return data, unwrapPathError(err)
+	}
+	if len(data) > maxDnstmConfigSize {
+		return data, errors.New("larger than " + formatByteSize(maxDnstmConfigSize))
+	}
+	return data, nil
+}
+
+// logDnstmNotes logs, in one line, the dnstm tunnels that are not counted.
+func logDnstmNotes(log *slog.Logger, notes []string) {
+	if len(notes) > 0 {
+		log.Info("dnstm tunnels not counted: their transport carries no dnstt or VayDNS ClientID", "tunnels", strings.Join(notes, ", "))
+	}
+}
+
+// reloadDnstm re-reads -dnstm.config on SIGHUP (SPEC section 8) and makes
+// its domains the ones in force. A file that is now bad, or would need
+// more domain ids than are left, keeps the domains in force, is logged and
+// counts in failures. Sessions of a domain that is gone expire as usual;
+// its counters stay.
+func reloadDnstm(cfg *config, pl *pipeline, failures *atomic.Uint64, log *slog.Logger) {
+	if cfg.dnstmConfig == "" {
+		return
+	}
+	domains, notes, err := cfg.loadDnstm()
+	if err == nil && !slices.Equal(domains, pl.currentTunnels().domains) {
+		if err = pl.setDomains(domains); err != nil {
+			err = fmt.Errorf("-dnstm.config %q: %w", cfg.dnstmConfig, err)
+		}
+	}
+	if err != nil {
+		failures.Add(1)
+		log.Error("dnstm config reload failed, keeping the tunnel domains in force", "err", err)
+		return
+	}
+	log.Info("dnstm config reloaded", "domains", strings.Join(domainNames(domains), ","))
+	if len(domains) == 0 {
+		log.Warn("no tunnel domain to count: the dnstm config runs no dnstt or VayDNS tunnel")
+	}
+	logDnstmNotes(log, notes)
 }
 
 // openLiveCapture opens the live capture for cfg on clock, the clock the

@@ -18,13 +18,20 @@ import (
 
 // metricsConfig is what the exposition reads.
 type metricsConfig struct {
-	// domains are the configured tunnel domains, index = domain id.
-	domains  []tunnelDomain
-	sessions *sessionTable // dnstt counters and sessions
-	capture  *captureStats // packet self-metrics
-	geo      *geoResolver  // nil without GeoIP
-	fileMode bool          // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
-	now      func() int64  // the sessions' clock, for a scrape-time sweep; nil = no sweep
+	// domains are the configured tunnel domains, index = domain id, when
+	// they cannot change; tunnels, when set, replaces them.
+	domains []tunnelDomain
+	// tunnels returns the domains in force, when reloads change them
+	// (pipeline.currentTunnels); nil: domains, fixed.
+	tunnels func() *tunnelSet
+	// reloadFailures counts failed reloads of -dnstm.config; nil without
+	// one (no family).
+	reloadFailures *atomic.Uint64
+	sessions       *sessionTable // dnstt counters and sessions
+	capture        *captureStats // packet self-metrics
+	geo            *geoResolver  // nil without GeoIP
+	fileMode       bool          // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
+	now            func() int64  // the sessions' clock, for a scrape-time sweep; nil = no sweep
 }
 
 // metricFamily is a metric family of the exposition.
@@ -49,6 +56,7 @@ const (
 	famGeoBuildTime
 	famGeoFolded
 	famGeoLabelSets
+	famConfigReloadFailures
 	famBuildInfo
 	famDomainInfo
 	famProcessCPU
@@ -126,6 +134,8 @@ var families = [familyCount]familyDesc{
 	famGeoLabelSets: {"dnstt_exporter_geoip_label_sets", "gauge",
 		"GeoIP (country, asn) label combinations handed out so far; once -geoip.max-label-sets is reached," +
 			" new combinations count under asn 0 of their country."},
+	famConfigReloadFailures: {"dnstt_exporter_config_reload_failures_total", "counter",
+		"Reloads of the -dnstm.config file (SIGHUP) that failed and kept the tunnel domains in force."},
 	famBuildInfo: {"dnstt_exporter_build_info", "gauge",
 		"Always 1, labelled by the exporter's version, VCS revision and Go version."},
 	famDomainInfo: {"dnstt_exporter_domain_info", "gauge",
@@ -212,8 +222,8 @@ type metrics struct {
 	hasASN     bool          // … an asn label
 	geoDBs     []geoDatabase // configured databases, for the GeoIP self-metrics
 	order      atomic.Pointer[labelOrder]
-	buildInfo  []byte     // the build_info family, formatted once
-	domainInfo []byte     // the domain_info family, formatted once
+	buildInfo  []byte // the build_info family, formatted once
+	domainInfo atomic.Pointer[domainInfoText]
 	proc       *procStats // nil in file mode
 	scratch    sync.Pool  // *scrapeScratch
 
@@ -222,11 +232,20 @@ type metrics struct {
 	hdrContentType, hdrGzip, hdrVary []string
 }
 
+// domainInfoText is the domain_info family of one tunnel set, formatted
+// once per set.
+type domainInfoText struct {
+	tunnels *tunnelSet
+	text    []byte
+}
+
 // labelOrder is the sorted list of exported label sets. It is immutable
-// once published; a new one replaces it when label sets gain traffic.
+// once published; a new one replaces it when label sets gain traffic or
+// the tunnel domains change.
 type labelOrder struct {
-	seen uint32  // sessionTable.seenSets when built
-	sets []int32 // indexes into sessionTable.sets, in output order
+	seen    uint32     // sessionTable.seenSets when built
+	tunnels *tunnelSet // the domains in force when built
+	sets    []int32    // label set numbers (sessionTable.set), in output order
 	// labels holds, for the k-th set, its label text up to the closing
 	// brace, `{domain="…",country="…",asn="…"`, at
 	// labels[ends[k-1]:ends[k]], escaped once. A sample line is the family
@@ -261,8 +280,12 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 // newMetrics returns the exposition of cfg. A domain list that does not
 // match the session table is a bug in the caller.
 func newMetrics(cfg metricsConfig) *metrics {
-	if cfg.sessions == nil || len(cfg.domains) != cfg.sessions.domains {
+	if cfg.sessions == nil || cfg.tunnels == nil && len(cfg.domains) != cfg.sessions.domainCount() {
 		panic("BUG: metricsConfig domains do not match the session table")
+	}
+	if cfg.tunnels == nil {
+		ts := newTunnelSet(cfg.domains, nil)
+		cfg.tunnels = func() *tunnelSet { return ts }
 	}
 	if cfg.capture == nil {
 		cfg.capture = &captureStats{}
@@ -286,9 +309,20 @@ func newMetrics(cfg metricsConfig) *metrics {
 	if !cfg.fileMode {
 		m.proc = newProcStats()
 		m.buildInfo = appendBuildInfo(nil)
-		m.domainInfo = appendDomainInfo(nil, cfg.domains)
 	}
 	return m
+}
+
+// currentDomainInfo returns the domain_info family of the tunnel domains
+// in force, formatted again only after they changed.
+func (m *metrics) currentDomainInfo() []byte {
+	ts := m.cfg.tunnels()
+	if di := m.domainInfo.Load(); di != nil && di.tunnels == ts {
+		return di.text
+	}
+	di := &domainInfoText{tunnels: ts, text: appendDomainInfo(nil, ts.domains)}
+	m.domainInfo.Store(di)
+	return di.text
 }
 
 // appendBuildInfo appends the build_info family, labelled as -version
@@ -448,17 +482,21 @@ func compareASN(a, b string) int {
 func (m *metrics) currentOrder() *labelOrder {
 	t := m.cfg.sessions
 	seen := t.seenSets.Load()
-	if o := m.order.Load(); o != nil && o.seen == seen {
+	ts := m.cfg.tunnels()
+	if o := m.order.Load(); o != nil && o.seen == seen && o.tunnels == ts {
 		return o
 	}
 	var keys []labelKey
-	for i := range t.sets {
-		g, d := geoID(i/t.domains), i%t.domains
-		if g != 0 && !t.sets[i].seen.Load() {
+	// Every domain id since start, removed ones too: their counters must
+	// not vanish (they would look like resets). The set's names come
+	// after the session table grew, so every id here has label sets.
+	for i := range len(ts.names) * t.geoIDs {
+		d, g := i/t.geoIDs, geoID(i%t.geoIDs)
+		if g != 0 && !t.set(i).seen.Load() {
 			continue
 		}
 		country, _, asn, _ := m.cfg.geo.labels(g)
-		keys = append(keys, labelKey{set: int32(i), domain: m.cfg.domains[d].name, country: country, asn: asn})
+		keys = append(keys, labelKey{set: int32(i), domain: ts.names[d], country: country, asn: asn})
 	}
 	slices.SortFunc(keys, func(a, b labelKey) int {
 		if c := strings.Compare(a.domain, b.domain); c != 0 {
@@ -476,7 +514,7 @@ func (m *metrics) currentOrder() *labelOrder {
 		}
 		return int(a.set - b.set)
 	})
-	o := &labelOrder{seen: seen, sets: make([]int32, len(keys))}
+	o := &labelOrder{seen: seen, tunnels: ts, sets: make([]int32, len(keys))}
 	for k, key := range keys {
 		o.sets[k] = key.set
 	}
@@ -519,7 +557,7 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 	// that active, so that no output has active > peak.
 	snaps := sc.snaps[:0]
 	for _, i := range o.sets {
-		c := &t.sets[i]
+		c := t.set(int(i))
 		active := c.active.Load()
 		var s labelSnapshot
 		for r := range labelSetFamilies {
@@ -598,8 +636,12 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 	if m.cfg.fileMode {
 		return dst
 	}
+	if rf := m.cfg.reloadFailures; rf != nil {
+		dst = appendHeader(dst, famConfigReloadFailures)
+		dst = appendUintSample(dst, famConfigReloadFailures, "", "", rf.Load())
+	}
 	dst = append(dst, m.buildInfo...)
-	dst = append(dst, m.domainInfo...)
+	dst = append(dst, m.currentDomainInfo()...)
 	return appendProcess(dst, &sc.proc)
 }
 

@@ -360,7 +360,7 @@ func startCaptureOf(t *testing.T, ns string, cfg captureConfig, domains []tunnel
 
 	pl := newTestPipeline(captureNeedsDedup(cfg))
 	if domains != nil {
-		pl.dec = newDecoder(domains, cfg.port)
+		pl.tunnels.Store(newTunnelSet(domains, &cfg.port))
 		pl.sessions = newSessionTable(sessionConfig{window: 30 * time.Second, max: 10000, domains: len(domains), geoIDs: 1})
 	}
 	stop := make(chan struct{})
@@ -399,7 +399,7 @@ func waitReceived(t *testing.T, pl *pipeline, want uint64) {
 // scrape returns the exposition of pl's counters as series → value.
 func scrape(pl *pipeline) map[string]float64 {
 	m := newMetrics(metricsConfig{
-		domains:  pl.dec.domains.domains,
+		tunnels:  pl.currentTunnels,
 		sessions: pl.sessions,
 		capture:  pl.stats,
 		now:      monotonicNow, // the clock of a capture opened without one

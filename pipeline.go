@@ -7,9 +7,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"math"
 	"runtime"
+	"slices"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -18,17 +22,44 @@ import (
 // drop duplicates, resolve GeoIP labels, update sessions. Capture sources
 // (the live ring and the file reader) call it inline, one packet at a time.
 type pipeline struct {
-	dec      *decoder
+	// tunnels is the tunnel-domain configuration in force with its
+	// decoder: one atomic load per packet, replaced whole by setDomains
+	// (a SIGHUP reload of -dnstm.config).
+	tunnels  atomic.Pointer[tunnelSet]
+	setMu    sync.Mutex // serialises setDomains
 	geo      *geoResolver
 	sessions *sessionTable
 	stats    *captureStats
 	dedup    *dedupTable // nil when copies on several interfaces are impossible
 }
 
+// tunnelSet is a tunnel-domain configuration: immutable once published.
+//
+// Domain ids (dnsttPacket.domain, the session key, the label sets) are
+// stable for the life of the process: names holds every domain name
+// configured since start, and a name keeps its id when its settings
+// change, when it is removed (its sessions then expire normally and its
+// counters stay exported, since counters must not go backwards) and when
+// it comes back.
+type tunnelSet struct {
+	domains []tunnelDomain // in force, in configuration order (domain_info)
+	names   []string       // every domain name since start, index = domain id
+	dec     *decoder       // matches domains, reporting their ids; nil in exposition-only tests
+}
+
+// newTunnelSet returns the set of domains at start, ids in order, with a
+// decoder for port (none when port is nil).
+func newTunnelSet(domains []tunnelDomain, port *uint16) *tunnelSet {
+	ts := &tunnelSet{domains: domains, names: domainNames(domains)}
+	if port != nil {
+		ts.dec = newDecoder(domains, *port)
+	}
+	return ts
+}
+
 // newPipeline builds the packet path for cfg.
 func newPipeline(cfg *config, geo *geoResolver, dedup bool) *pipeline {
 	pl := &pipeline{
-		dec: newDecoder(cfg.domains, cfg.port),
 		geo: geo,
 		sessions: newSessionTable(sessionConfig{
 			window:  cfg.window,
@@ -38,24 +69,63 @@ func newPipeline(cfg *config, geo *geoResolver, dedup bool) *pipeline {
 		}),
 		stats: &captureStats{},
 	}
+	pl.tunnels.Store(newTunnelSet(cfg.domains, &cfg.port))
 	if dedup {
 		pl.dedup = newDedupTable()
 	}
 	return pl
 }
 
+// currentTunnels returns the tunnel set in force.
+func (pl *pipeline) currentTunnels() *tunnelSet { return pl.tunnels.Load() }
+
+// errTooManyDomains: the domain ids are used up.
+var errTooManyDomains = errors.New("more than " + strconv.Itoa(maxDomainIDs) +
+	" distinct tunnel domains since start: restart the exporter to count this configuration")
+
+// setDomains makes domains (valid, unique names) the ones in force,
+// keeping every known name's id and giving new names the next ones. The
+// session table gains the new ids' label sets before the decoder that
+// reports them is published, so a packet never carries an id without
+// them. It fails, changing nothing, when the ids would pass maxDomainIDs.
+func (pl *pipeline) setDomains(domains []tunnelDomain) error {
+	pl.setMu.Lock()
+	defer pl.setMu.Unlock()
+	old := pl.tunnels.Load()
+	names := slices.Clip(old.names) // appending copies: old readers keep theirs
+	for i := range domains {
+		if !slices.Contains(names, domains[i].name) {
+			names = append(names, domains[i].name)
+		}
+	}
+	if len(names) > maxDomainIDs {
+		return errTooManyDomains
+	}
+	byID := make([]tunnelDomain, len(names)) // a zero entry: an id not in force
+	for _, d := range domains {
+		byID[slices.Index(names, d.name)] = d
+	}
+	pl.sessions.growDomains(len(names))
+	pl.tunnels.Store(&tunnelSet{
+		domains: domains,
+		names:   names,
+		dec:     &decoder{port: old.dec.port, domains: newDomainTable(byID)},
+	})
+	return nil
+}
+
 // handleIP handles a packet that starts at its IP header, seen on interface
 // iface (an ifindex when live) at now (ns on the sessions' clock).
 func (pl *pipeline) handleIP(b []byte, iface uint64, now int64) {
 	var p dnsttPacket
-	pl.count(&p, pl.dec.decodeIP(b, &p), iface, now)
+	pl.count(&p, pl.tunnels.Load().dec.decodeIP(b, &p), iface, now)
 }
 
 // handleLink handles a captured record of link type lt from interface iface
 // (the file's own interface number).
 func (pl *pipeline) handleLink(lt linkType, b []byte, iface uint64, now int64) {
 	var p dnsttPacket
-	r, iface := decodeRecord(pl.dec, lt, b, iface, &p)
+	r, iface := decodeRecord(pl.tunnels.Load().dec, lt, b, iface, &p)
 	pl.count(&p, r, iface, now)
 }
 
@@ -200,7 +270,7 @@ func replayParallel(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int
 	for range replayBatches {
 		free <- &decodedBatch{names: make([]byte, 0, replayBatchLen*replayNameLen)}
 	}
-	go decodeAhead(r, pl.dec, free, full, quit, stopped)
+	go decodeAhead(r, pl.tunnels.Load().dec, free, full, quit, stopped) // file mode: no reloads
 	clock := newPacketClock()
 	for {
 		b := <-full

@@ -327,10 +327,11 @@ func buildBlock(size int, frames []testFrame) []byte {
 // its own counters, without GeoIP.
 func newTestPipeline(dedup bool) *pipeline {
 	pl := &pipeline{
-		dec:      newDecoder(dnsttDomains("t.example.com"), 53),
 		sessions: newSessionTable(sessionConfig{window: 30 * time.Second, max: 10000, domains: 1, geoIDs: 1}),
 		stats:    &captureStats{},
 	}
+	port := uint16(53)
+	pl.tunnels.Store(newTunnelSet(dnsttDomains("t.example.com"), &port))
 	if dedup {
 		pl.dedup = newDedupTable()
 	}

@@ -15,7 +15,7 @@ import (
 type sessionConfig struct {
 	window  time.Duration // -dnstt.window: activity window
 	max     int           // -sessions.max: tracked sessions cap
-	domains int           // number of configured tunnel domains
+	domains int           // domain ids at start (the configured tunnel domains); growDomains adds more
 	geoIDs  int           // number of geoIDs (geoResolver.maxIDs)
 }
 
@@ -28,7 +28,8 @@ type sessionConfig struct {
 // plus one shard's old array while that shard grows. A sweep shrinks a
 // shard that fell below 1/8 full, so a past flood does not pin memory.
 // BenchmarkSessionMemory1M measures the heap per tracked session (47 B).
-// The per-label-set counters add 64 bytes × domains × geoIDs.
+// The per-label-set counters add 64 bytes × domains × geoIDs, where
+// domains counts every domain id since start (at most maxDomainIDs).
 const (
 	sessionShardBits = 8
 	sessionShards    = 1 << sessionShardBits // power of two; picked by the top hash bits
@@ -94,6 +95,12 @@ const (
 	labelCountCount
 )
 
+// maxDomainIDs bounds the domain ids of a table: every distinct domain
+// name configured since start, through reloads of -dnstm.config, has one
+// (SPEC section 8; a removed domain keeps its id and its counters, which
+// must not go backwards). A dnstm host has a handful.
+const maxDomainIDs = 256
+
 // labelCountersPad pads labelCounters to a multiple of 64 bytes, so that
 // ring readers on different label sets share no cache line: counts, then
 // active, peak and seen (8 bytes each, seen rounded up).
@@ -109,9 +116,12 @@ type labelCounters struct {
 }
 
 // sessionTable tracks dnstt sessions and the per-label-set dnstt counters.
-// A label set is (domain, geoID); its counters sit at index
-// int(geoID)*domains + domain of sets. All methods are safe for concurrent
-// use: the per-packet methods lock one shard; counters are atomics.
+// A label set is (domain, geoID); its counters are element geoID of the
+// domain's block, sets[domain]. A domain id's block is allocated once, at
+// start or by growDomains before any packet can carry the id, and never
+// moves; exposition numbers the label sets domain*geoIDs + geoID. All
+// methods are safe for concurrent use: the per-packet methods lock one
+// shard; counters are atomics.
 type sessionTable struct {
 	// shards comes first, at most 16 bytes (Go's 8-byte malloc header)
 	// past a cache line boundary: the 48 bytes of a shard that are used
@@ -120,13 +130,14 @@ type sessionTable struct {
 	cfg       sessionConfig
 	window    int32 // cfg.window in ms ticks
 	max       int64 // cfg.max
-	domains   int   // label-set stride, ≥ 1
 	geoIDs    int   // ≥ 1
 	seed      uint64
-	sets      []labelCounters // domains × geoIDs, never reallocated
-	seenSets  atomic.Uint32   // label sets whose seen flag is set; changes tell the exposition to re-sort
-	tracked   atomic.Int64    // entries in the table, ≤ max
-	untracked atomic.Uint64   // queries of sessions not tracked because of the cap
+	sets      [maxDomainIDs]atomic.Pointer[[]labelCounters] // by domain id: geoIDs label sets each; nil past domains
+	domains   atomic.Int32                                  // domain ids with a block, ≥ 1; only grows
+	growMu    sync.Mutex                                    // serialises growDomains
+	seenSets  atomic.Uint32                                 // label sets whose seen flag is set; changes tell the exposition to re-sort
+	tracked   atomic.Int64                                  // entries in the table, ≤ max
+	untracked atomic.Uint64                                 // queries of sessions not tracked because of the cap
 }
 
 // newSessionTable returns an empty table. A window that is not positive or
@@ -136,22 +147,65 @@ func newSessionTable(cfg sessionConfig) *sessionTable {
 	if cfg.window <= 0 || w > maxSessionTicks {
 		panic("BUG: session window out of range")
 	}
-	domains, geoIDs := max(cfg.domains, 1), max(cfg.geoIDs, 1)
+	if cfg.domains > maxDomainIDs {
+		panic("BUG: more domains than maxDomainIDs")
+	}
 	t := &sessionTable{
-		cfg:     cfg,
-		window:  int32(w),
-		max:     int64(max(cfg.max, 0)),
-		domains: domains,
-		geoIDs:  geoIDs,
+		cfg:    cfg,
+		window: int32(w),
+		max:    int64(max(cfg.max, 0)),
+		geoIDs: max(cfg.geoIDs, 1),
 		// A random seed keeps remote senders, who choose ClientIDs, from
 		// aiming many sessions at one probe sequence.
 		seed: rand.Uint64(),
-		sets: make([]labelCounters, domains*geoIDs),
 	}
 	for i := range t.shards {
 		t.shards[i].seed = t.seed
 	}
+	t.growDomains(max(cfg.domains, 1))
 	return t
+}
+
+// growDomains gives domain ids below n their label sets; n ≤ maxDomainIDs.
+// Existing ids keep theirs. Call it before a decoder that reports the new
+// ids is published.
+func (t *sessionTable) growDomains(n int) {
+	if n > maxDomainIDs {
+		panic("BUG: more domains than maxDomainIDs")
+	}
+	t.growMu.Lock()
+	defer t.growMu.Unlock()
+	for d := int(t.domains.Load()); d < n; d++ {
+		sets := make([]labelCounters, t.geoIDs)
+		t.sets[d].Store(&sets)
+	}
+	if n > int(t.domains.Load()) {
+		t.domains.Store(int32(n))
+	}
+}
+
+// domainCount is the number of domain ids with label sets.
+func (t *sessionTable) domainCount() int { return int(t.domains.Load()) }
+
+// labelSets is the number of label sets, numbered as set numbers them.
+func (t *sessionTable) labelSets() int { return t.domainCount() * t.geoIDs }
+
+// set returns label set i, numbered domain*geoIDs + geoID; i <
+// labelSets().
+func (t *sessionTable) set(i int) *labelCounters {
+	return &(*t.sets[i/t.geoIDs].Load())[i%t.geoIDs]
+}
+
+// domainSets returns the label sets of domain id d and d itself; an id
+// without label sets (a decoder bug) folds into 0 rather than panicking on
+// the packet path.
+func (t *sessionTable) domainSets(d uint16) ([]labelCounters, uint16) {
+	if int(d) < maxDomainIDs {
+		if p := t.sets[d].Load(); p != nil {
+			return *p, d
+		}
+	}
+	return *t.sets[0].Load(), 0
 }
 
 // sessionHash hashes a session key: the murmur3 64-bit finaliser over the
@@ -178,11 +232,8 @@ func (t *sessionTable) counters(domain uint16, g geoID) *labelCounters {
 	if int(g) >= t.geoIDs {
 		g = 0
 	}
-	d := int(domain)
-	if d >= t.domains {
-		d = 0
-	}
-	return &t.sets[int(g)*t.domains+d]
+	sets, _ := t.domainSets(domain)
+	return &sets[g]
 }
 
 // markSeen sets c's seen flag once.
@@ -243,14 +294,11 @@ func (t *sessionTable) expired(last, now uint32) bool {
 // label set has not changed. Everything else goes to querySlow, kept out
 // of line (BenchmarkSessionUpdate says why).
 func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
-	d := p.domain
-	if int(d) >= t.domains {
-		d = 0 // as counters folds it; and domain1 must not wrap to 0
-	}
+	sets, d := t.domainSets(p.domain) // as counters folds it; and domain1 must not wrap to 0
 	if int(g) >= t.geoIDs {
 		g = 0 // as counters folds it, so that e.geo compares equal
 	}
-	c := &t.sets[int(g)*t.domains+int(d)] // counters(d, g), both already in range
+	c := &sets[g] // counters(d, g), both already in range
 	n := uint64(p.dnsLen)
 	c.counts[countQueries].Add(1)
 	c.counts[countBytesIn].Add(n)
@@ -351,10 +399,7 @@ func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID
 // response records a dnstt response at now to a resolver of geoID g: its
 // bytes count on the response's label set, and on the session if tracked.
 func (t *sessionTable) response(p *dnsttPacket, g geoID, now int64) {
-	d := p.domain
-	if int(d) >= t.domains {
-		d = 0
-	}
+	_, d := t.domainSets(p.domain)
 	c := t.counters(d, g)
 	n := uint64(p.dnsLen)
 	c.counts[countBytesOut].Add(n)

@@ -394,8 +394,8 @@ func TestSessionConcurrent(t *testing.T) {
 				return
 			default:
 				var sum int64
-				for i := range tab.sets {
-					sum += tab.sets[i].active.Load()
+				for i := range tab.labelSets() {
+					sum += tab.set(i).active.Load()
 				}
 				_ = sum + tab.tracked.Load()
 			}
@@ -422,8 +422,8 @@ func TestSessionConcurrent(t *testing.T) {
 	tab.check(t)
 	var active, peakMax int64
 	var queries, bytesIn, bytesOut uint64
-	for i := range tab.sets {
-		c := &tab.sets[i]
+	for i := range tab.labelSets() {
+		c := tab.set(i)
 		if a := c.active.Load(); a < 0 || a > c.peak.Load() {
 			t.Errorf("set %d: active %d, peak %d", i, a, c.peak.Load())
 		}
@@ -441,8 +441,8 @@ func TestSessionConcurrent(t *testing.T) {
 	}
 	tab.sweep(now + atSec(31))
 	tab.check(t)
-	for i := range tab.sets {
-		if a := tab.sets[i].active.Load(); a != 0 {
+	for i := range tab.labelSets() {
+		if a := tab.set(i).active.Load(); a != 0 {
 			t.Errorf("set %d: active %d after the final sweep", i, a)
 		}
 	}
