@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base32"
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -508,5 +514,223 @@ func TestPipelineSetDomains(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { pl.handleIP(qa, 0, now+6*sec) }); n != 0 {
 			t.Errorf("handleIP after reloads: %v allocs, want 0", n)
 		}
+	}
+}
+
+// sendQueriesTo sends n dnstt queries of ClientID cid under domain from
+// src to the responder on 127.0.0.1:53 in namespace ns, each waiting for
+// its answer. Query ids start at firstID.
+func sendQueriesTo(ns, src, domain string, cid [8]byte, n int, firstID uint16) error {
+	return inNetns(ns, func() error {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:53"))
+		buf := make([]byte, 4096)
+		for i := range n {
+			if _, err := c.WriteToUDP(dnsttQuery(firstID+uint16(i), cid, 20+i%4*20, domain), to); err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				return fmt.Errorf("answer to a query for %s: %w", domain, err)
+			}
+		}
+		return nil
+	})
+}
+
+// TestLiveDnstmReload runs the program on a dnstm host's config and
+// switches the active tunnel with SIGHUP while traffic flows (single
+// mode, from a dnstt tunnel on t.example.com to one on u.example.com),
+// then changes the VayDNS settings of the active tunnel, then breaks the
+// file: the counts and domain_info follow every good reload, the removed
+// domain's sessions expire and its counters stay, a bad file keeps the
+// domains and counts as a failed reload, and no key reaches the log (at
+// debug level) or the metrics.
+func TestLiveDnstmReload(t *testing.T) {
+	requireRoot(t)
+	ns := newNetns(t, "dnstm")
+	startResponder(t, ns, "127.0.0.1:53")
+	path := filepath.Join(t.TempDir(), "config.json")
+	tunnels := func(vaySize int) []map[string]any {
+		return []map[string]any{
+			dnstmTestTunnel("ta", dnstmDNSTT, "t.example.com", yes, nil),
+			dnstmTestTunnel("tu", dnstmDNSTT, "u.example.com", no, nil),
+			dnstmTestTunnel("vu", dnstmVayDNS, "u.example.com", no, map[string]any{"clientid_size": vaySize}),
+			dnstmTestTunnel("slip", dnstmSlipstream, "s.example.com", nil, nil),
+		}
+	}
+	// write replaces the file in place, as dnstm's Save does.
+	write := func(b []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(dnstmTestConfig(t, "single", "ta", tunnels(2)...))
+	const listen = "127.0.0.1:9713"
+	cmd := exec.Command("ip", "netns", "exec", ns, testBinary, "-dnstm.config", path, "-dnstt.window", "2s",
+		"-capture.interface", "lo", "-web.listen-address", listen, "-log.level", "debug")
+	stderr := &geoLogBuffer{}
+	cmd.Stderr = stderr
+	done := startCommand(t, cmd)
+
+	var s scrapeValues
+	var body []byte
+	scrapeNow := func() error {
+		var err error
+		if body, err = httpGetInNetns(ns, listen, "/metrics"); err == nil {
+			s = parseSeries(body)
+		}
+		return err
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			select {
+			case err := <-done:
+				t.Fatalf("the exporter exited: %v; stderr: %s", err, stderr.String())
+			default:
+			}
+			if err = scrapeNow(); err == nil && cond() {
+				return
+			}
+		}
+		t.Fatalf("waiting for %s: last scrape error %v; stderr: %s", what, err, stderr.String())
+	}
+	send := func(domain string, cid byte, n int, firstID uint16) {
+		t.Helper()
+		if err := sendQueriesTo(ns, "127.0.1.5", domain, [8]byte{cid, 1, 2, 3, 4, 5, 6, 7}, n, firstID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queries := func(domain string) float64 { return s[`dnstt_queries_total{domain="`+domain+`"}`] }
+	info := func(domain, protocol, size string) string {
+		return `dnstt_exporter_domain_info{domain="` + domain + `",protocol="` + protocol + `",record_type="txt",clientid_bytes="` + size + `"}`
+	}
+	sighup := func() {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// settle waits out the ring's block timeout, scrapes and checks want.
+	settle := func(step string, want map[string]float64, absent ...string) {
+		t.Helper()
+		time.Sleep(3 * ringRetireTimeoutMs * time.Millisecond)
+		if err := scrapeNow(); err != nil {
+			t.Fatal(err)
+		}
+		for k, w := range want {
+			if got, ok := s[k]; !ok || got != w {
+				t.Errorf("%s: %s = %v (present %v), want %v", step, k, got, ok, w)
+			}
+		}
+		for _, k := range absent {
+			if _, ok := s[k]; ok {
+				t.Errorf("%s: %s present", step, k)
+			}
+		}
+		if strings.Contains(string(body), fakeKey) {
+			t.Errorf("%s: a key in the metrics", step)
+		}
+	}
+
+	waitFor("the first scrape", func() bool { return true })
+	send("t.example.com", 0xa1, 5, 100)
+	waitFor("t.example.com counted", func() bool { return queries("t.example.com") == 5 })
+	settle("ta active", map[string]float64{
+		`dnstt_queries_total{domain="t.example.com"}`:               5,
+		info("t.example.com", "dnstt", "8"):                         1,
+		`dnstt_exporter_config_reload_failures_total`:               0,
+		`dnstt_exporter_packets_ignored_total{reason="not_tunnel"}`: 0,
+	}, `dnstt_queries_total{domain="u.example.com"}`)
+
+	// router switch: the old tunnel is disabled, the new one active; the
+	// old domain's traffic keeps flowing while the signal lands.
+	bg := make(chan error, 1)
+	go func() { bg <- sendQueriesTo(ns, "127.0.2.5", "t.example.com", [8]byte{0xb2, 1}, 40, 1000) }()
+	time.Sleep(100 * time.Millisecond)
+	sw := tunnels(2)
+	sw[0]["enabled"], sw[1]["enabled"] = false, true
+	write(dnstmTestConfig(t, "single", "tu", sw...))
+	sighup()
+	waitFor("the switch", func() bool { return s[info("u.example.com", "dnstt", "8")] == 1 })
+	if err := <-bg; err != nil {
+		t.Fatal(err)
+	}
+	settle("switched", nil)
+	frozen := queries("t.example.com")
+	if frozen < 5 || frozen > 45 {
+		t.Fatalf("t.example.com counted %v queries across the switch, want 5 to 45", frozen)
+	}
+	send("t.example.com", 0xa1, 3, 200)
+	send("u.example.com", 0xc3, 7, 300)
+	waitFor("u.example.com counted", func() bool { return queries("u.example.com") == 7 })
+	// The window is 2 s: t.example.com's sessions expire; its counters stay.
+	waitFor("t.example.com's sessions expired", func() bool {
+		return s[`dnstt_active_clients{domain="t.example.com"}`] == 0 && s[`dnstt_active_clients{domain="u.example.com"}`] == 0
+	})
+	settle("tu active", map[string]float64{
+		`dnstt_queries_total{domain="t.example.com"}`:  frozen,
+		`dnstt_queries_total{domain="u.example.com"}`:  7,
+		`dnstt_sessions_total{domain="u.example.com"}`: 1,
+		`dnstt_exporter_config_reload_failures_total`:  0,
+	}, info("t.example.com", "dnstt", "8"))
+	// Every query to t.example.com after the switch, and its answer, is
+	// not_tunnel now; so is the answer to a query counted just before it.
+	if n, want := s[`dnstt_exporter_packets_ignored_total{reason="not_tunnel"}`], 2*(48-frozen); n != want && n != want+1 {
+		t.Errorf("not_tunnel = %v, want %v or one more", n, want)
+	}
+
+	// Switch to the VayDNS tunnel on the same domain, ClientID size 4:
+	// the domain keeps its counters, dnstt-shaped queries still pass
+	// VayDNS's rules (TXT, at least 8 base32 characters).
+	for _, size := range []int{4, 5} {
+		sw = tunnels(size)
+		sw[0]["enabled"], sw[2]["enabled"] = false, true
+		write(dnstmTestConfig(t, "single", "vu", sw...))
+		sighup()
+		waitFor("vaydns size "+strconv.Itoa(size), func() bool { return s[info("u.example.com", "vaydns", strconv.Itoa(size))] == 1 })
+	}
+	send("u.example.com", 0xd4, 4, 400)
+	waitFor("u.example.com as VayDNS", func() bool { return queries("u.example.com") == 11 })
+	settle("vu active", map[string]float64{
+		`dnstt_queries_total{domain="u.example.com"}`:  11,
+		`dnstt_sessions_total{domain="u.example.com"}`: 2,
+		info("u.example.com", "vaydns", "5"):           1,
+	}, info("u.example.com", "dnstt", "8"), info("u.example.com", "vaydns", "4"))
+
+	// A file dnstm is half-way through writing: the reload fails, the
+	// domains stay.
+	b := dnstmTestConfig(t, "multi", "", tunnels(2)...)
+	write(b[:bytes.Index(b, []byte(fakeKey))+len(fakeKey)+3])
+	sighup()
+	waitFor("the failed reload", func() bool { return s[`dnstt_exporter_config_reload_failures_total`] == 1 })
+	send("u.example.com", 0xd4, 2, 500)
+	waitFor("u.example.com after the failed reload", func() bool { return queries("u.example.com") == 13 })
+	settle("bad file", map[string]float64{info("u.example.com", "vaydns", "5"): 1})
+
+	log := stderr.String()
+	for _, want := range []string{"dnstm config reloaded", "dnstm config reload failed"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, fakeKey) {
+		t.Errorf("a key in the log:\n%s", log)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("no exit within 10 s of SIGTERM")
 	}
 }
