@@ -301,7 +301,7 @@ func TestDnstmFlags(t *testing.T) {
 		{[]string{"-dnstm.config", conflict},
 			`-dnstm.config "` + conflict + `": tunnels "a" and "b": domain "t.example.com" with different settings (dnstt; vaydns clientid-size=4,record-type=txt)`},
 		{[]string{"-dnstm.config", none},
-			`-dnstm.config "` + none + `": no tunnel to count (single mode: route.active names none; multi mode: none enabled), and no -dnstt.domain or -vaydns.domain`},
+			`-dnstm.config "` + none + `": no dnstt or VayDNS tunnel to count (single mode: route.active's; multi mode: every enabled one), and no -dnstt.domain or -vaydns.domain`},
 		{[]string{"-dnstm.config", filepath.Join(dir, "missing.json")},
 			`-dnstm.config "` + filepath.Join(dir, "missing.json") + `": no such file or directory`},
 		{[]string{"-dnstm.config", dir}, `-dnstm.config "` + dir + `": is a directory`},

@@ -245,12 +245,15 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 func usageText(fs *flag.FlagSet) string {
 	var b bytes.Buffer
 	b.WriteString(`Usage: dnstt_exporter -dnstt.domain DOMAIN [flags]
-       dnstt_exporter -vaydns.domain DOMAIN [flags]
+       dnstt_exporter -vaydns.domain DOMAIN[:clientid-size=N,record-type=TYPE] [flags]
+       dnstt_exporter -dnstm.config /etc/dnstm/config.json [flags]
 
 dnstt_exporter watches the DNS traffic of a dnstt or VayDNS server passively
 and exports tunnel usage (active sessions, peak, queries, bytes, sessions
 started) as Prometheus metrics, by default at http://127.0.0.1:9713/metrics.
-Both kinds of domain may be given on one host. Live capture needs CAP_NET_RAW.
+Both kinds of domain may be given on one host, each VayDNS domain with its own
+ClientID size and record type; on a dnstm host -dnstm.config reads them all
+from dnstm's config.json. Live capture needs CAP_NET_RAW.
 With -capture.file it reads a pcap or pcapng file instead, prints the metrics
 to standard output and exits.
 
@@ -261,9 +264,9 @@ Flags (two dashes work too):
 	fs.SetOutput(io.Discard)
 	b.WriteString(`
 Signals: SIGINT and SIGTERM stop (in file mode: print what was read so far);
-SIGHUP reloads the GeoIP databases.
-Exit codes: 0 success, 1 capture, capture-file or listener error, 2 flag or
-GeoIP database error.
+SIGHUP reloads the GeoIP databases and the -dnstm.config file.
+Exit codes: 0 success, 1 capture, capture-file or listener error, 2 flag,
+GeoIP database or dnstm config error.
 `)
 	return b.String()
 }
@@ -363,7 +366,7 @@ func validate(v *flagValues) (*config, error) {
 			return nil, &usageError{err}
 		}
 		if len(domains) == 0 {
-			return nil, usagef("-dnstm.config %q: no tunnel to count (single mode: route.active names none; multi mode: none enabled), and no -dnstt.domain or -vaydns.domain", cfg.dnstmConfig)
+			return nil, usagef("-dnstm.config %q: no dnstt or VayDNS tunnel to count (single mode: route.active's; multi mode: every enabled one), and no -dnstt.domain or -vaydns.domain", cfg.dnstmConfig)
 		}
 		cfg.domains, cfg.dnstmNotes = domains, notes
 	}
