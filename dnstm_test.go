@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -429,7 +430,9 @@ func vaydnsTestQuery(id uint16, cid []byte, domain string, qtype uint16) []byte 
 func TestPipelineSetDomains(t *testing.T) {
 	cfg := parseOwnConfig(t, "-dnstt.domain", "a.example.com", "-dnstt.window", "2s")
 	pl := newPipeline(cfg, nil, false)
-	m := newMetrics(metricsConfig{tunnels: pl.currentTunnels, sessions: pl.sessions, capture: pl.stats, now: nil})
+	var failures atomic.Uint64
+	failures.Add(3)
+	m := newMetrics(metricsConfig{tunnels: pl.currentTunnels, sessions: pl.sessions, capture: pl.stats, reloadFailures: &failures})
 	now := int64(time.Hour)
 	sec := int64(time.Second)
 	qa := testQ4(dnsttQuery(1, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, 20, "a.example.com"))
@@ -514,6 +517,28 @@ func TestPipelineSetDomains(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { pl.handleIP(qa, 0, now+6*sec) }); n != 0 {
 			t.Errorf("handleIP after reloads: %v allocs, want 0", n)
 		}
+	}
+
+	// No domain in force (every tunnel stopped): domain_info is empty,
+	// the counters stay, and the exposition is still valid.
+	if err := pl.setDomains(nil); err != nil {
+		t.Fatal(err)
+	}
+	text := string(m.appendText(nil))
+	e = parseExposition(t, text)
+	if e.has("dnstt_exporter_domain_info") || e[`dnstt_queries_total{domain="a.example.com"}`] < 2 ||
+		e[`dnstt_exporter_config_reload_failures_total`] != 3 {
+		t.Errorf("after the last domain went: domain_info %v, queries of a.example.com %v, reload failures %v",
+			e.has("dnstt_exporter_domain_info"), e[`dnstt_queries_total{domain="a.example.com"}`], e[`dnstt_exporter_config_reload_failures_total`])
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		skipUnlessCI(t, "promtool not installed (apt-get install prometheus)")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s\ninput:\n%s", err, out, text)
 	}
 }
 
