@@ -759,3 +759,35 @@ func TestLiveDnstmReload(t *testing.T) {
 		t.Errorf("no exit within 10 s of SIGTERM")
 	}
 }
+
+// FuzzParseDnstmConfig: any file, from the fixtures on, parses without a
+// panic into valid, distinct domains, or fails with one line
+// (TestDnstmErrorsHideValues checks what errors leave out).
+func FuzzParseDnstmConfig(f *testing.F) {
+	for _, name := range []string{"single-dnstt.json", "single-vaydns.json", "multi.json", "malformed.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata/dnstm", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"tunnels":[{"tag":"a","transport":"vaydns","domain":"a.example.com","vaydns":{"clientid_size":4,"record_type":"cname"}}],"route":{"mode":"multi"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseDnstmConfig(b)
+		if err != nil {
+			if msg := err.Error(); strings.ContainsAny(msg, "\n\r") {
+				t.Fatalf("error %q", msg)
+			}
+			return
+		}
+		if len(got.tags) != len(got.domains) {
+			t.Fatalf("%d tags for %d domains", len(got.tags), len(got.domains))
+		}
+		for i, d := range got.domains {
+			if n, err := parseDomain(d.name); err != nil || n != d.name || indexDomain(got.domains[:i], d.name) >= 0 ||
+				d.idLen < minVayDNSIDLen || d.idLen > maxVayDNSIDLen || recordTypeName(d.qtype) == strconv.Itoa(int(d.qtype)) {
+				t.Fatalf("domain %+v (%v)", d, err)
+			}
+		}
+	})
+}
