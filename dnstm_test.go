@@ -791,3 +791,74 @@ func FuzzParseDnstmConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestReloadDnstm runs reloadDnstm, the SIGHUP handler's part for
+// -dnstm.config, over a file that changes: a good change applies, a
+// conflict with a flag, a broken file, a missing file and a file needing
+// too many domain ids each keep the domains in force, count one failure
+// and log one line without a key, at debug level.
+func TestReloadDnstm(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	write := func(b []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(dnstmTestConfig(t, "multi", "", dnstmTestTunnel("a", dnstmDNSTT, "a.example.com", nil, nil)))
+	cfg := parseOwnConfig(t, "-dnstm.config", path, "-vaydns.domain", "f.example.net:clientid-size=3", "-log.level", "debug")
+	pl := newPipeline(cfg, nil, false)
+	var failures atomic.Uint64
+	logs := &geoLogBuffer{}
+	log := newLogger(logs, cfg)
+	inForce := func() []tunnelDomain { return pl.currentTunnels().domains }
+	flagDomain := vay(t, "f.example.net", 3, "txt")
+
+	many := []map[string]any{}
+	for i := range maxDomainIDs {
+		many = append(many, dnstmTestTunnel("m"+strconv.Itoa(i), dnstmDNSTT, "m"+strconv.Itoa(i)+".example.org", nil, nil))
+	}
+	for _, step := range []struct {
+		name     string
+		file     []byte // nil: remove the file
+		want     []tunnelDomain
+		failures uint64
+		log      string
+	}{
+		{"switch", dnstmTestConfig(t, "single", "b", dnstmTestTunnel("a", dnstmDNSTT, "a.example.com", nil, nil),
+			dnstmTestTunnel("b", dnstmVayDNS, "b.example.com", nil, map[string]any{"record_type": "aaaa"})),
+			[]tunnelDomain{flagDomain, vay(t, "b.example.com", 2, "aaaa")}, 0, "dnstm config reloaded"},
+		{"conflict with a flag", dnstmTestConfig(t, "multi", "", dnstmTestTunnel("f", dnstmVayDNS, "f.example.net", nil, map[string]any{"clientid_size": 3})),
+			[]tunnelDomain{flagDomain, vay(t, "b.example.com", 2, "aaaa")}, 1,
+			`tunnel \"f\": domain \"f.example.net\" is also given as -vaydns.domain`},
+		{"half written", dnstmTestConfig(t, "multi", "", many...)[:300],
+			[]tunnelDomain{flagDomain, vay(t, "b.example.com", 2, "aaaa")}, 2, "not valid JSON at byte offset 300"},
+		{"too many domains", dnstmTestConfig(t, "multi", "", many...),
+			[]tunnelDomain{flagDomain, vay(t, "b.example.com", 2, "aaaa")}, 3, "distinct tunnel domains since start"},
+		{"missing", nil, []tunnelDomain{flagDomain, vay(t, "b.example.com", 2, "aaaa")}, 4, "no such file or directory"},
+		{"nothing runs", dnstmTestConfig(t, "single", ""), []tunnelDomain{flagDomain}, 4, "dnstm config reloaded"},
+		{"back", dnstmTestConfig(t, "multi", "", dnstmTestTunnel("a", dnstmDNSTT, "a.example.com", nil, nil),
+			dnstmTestTunnel("s", dnstmSlipstream, "s.example.com", nil, nil)),
+			[]tunnelDomain{flagDomain, dnsttDomain("a.example.com")}, 4, "s (slipstream)"},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			if step.file == nil {
+				os.Remove(path)
+			} else {
+				write(step.file)
+			}
+			before := len(logs.String())
+			reloadDnstm(cfg, pl, &failures, log)
+			line := logs.String()[before:]
+			if !slices.Equal(inForce(), step.want) || failures.Load() != step.failures || !strings.Contains(line, step.log) {
+				t.Errorf("domains %+v, failures %d, log %q; want %+v, %d, %q", inForce(), failures.Load(), line, step.want, step.failures, step.log)
+			}
+			if strings.Contains(line, fakeKey) {
+				t.Errorf("a key in the log: %q", line)
+			}
+		})
+	}
+	if ts := pl.currentTunnels(); !slices.Equal(ts.names, []string{"f.example.net", "a.example.com", "b.example.com"}) {
+		t.Errorf("domain ids %q", ts.names)
+	}
+}
