@@ -217,7 +217,7 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 		"DOMAIN:clientid-size=N,record-type=TYPE gives this domain its own settings, either or both")
 	fs.IntVar(&v.vaydnsIDSize, "vaydns.clientid-size", defaultVayDNSIDLen, "ClientID `bytes` of the -vaydns.domain servers, as their -clientid-size (1 to 8), unless a domain gives its own")
 	fs.StringVar(&v.vaydnsRecordType, "vaydns.record-type", "txt", "query `type` of the -vaydns.domain servers, as their -record-type: txt, null, cname, a, aaaa, mx, ns, srv or caa; unless a domain gives its own")
-	fs.StringVar(&v.dnstmConfig, "dnstm.config", "", "read the tunnel domains from dnstm's config.json at this `path` (e.g. /etc/dnstm/config.json, or %d/dnstm-config with systemd's LoadCredential=); SIGHUP re-reads it")
+	fs.StringVar(&v.dnstmConfig, "dnstm.config", "", "read the tunnel domains from dnstm's config.json at this `path` (e.g. /etc/dnstm/config.json, or ${CREDENTIALS_DIRECTORY}/dnstm-config with systemd's LoadCredential=); SIGHUP re-reads it")
 	fs.UintVar(&v.port, "dnstt.port", defaultPort, "UDP `port` the dnstt server answers on (the port on the wire, before any iptables redirect)")
 	fs.DurationVar(&v.window, "dnstt.window", defaultWindow, "a session is active while its latest query is younger than this (1s to 24h)")
 	fs.Var(&v.interfaces, "capture.interface", "network `interface` to capture on (repeatable; default: all interfaces)")
