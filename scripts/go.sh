@@ -179,10 +179,13 @@ apt_install() {
 	if [ ! -e "$policy" ]; then
 		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made=1
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-	local rc=$?
+	local log rc=0
+	log=$(mktemp)
+	{ DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; } >"$log" 2>&1 || rc=$?
 	[ -z "$made" ] || rm -f "$policy"
+	[ "$rc" = 0 ] || cat "$log" >&2
+	rm -f "$log"
 	return $rc
 }
 
@@ -197,7 +200,7 @@ fetch() {
 	fi
 	if ! command -v curl >/dev/null || ! command -v unzip >/dev/null; then
 		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-			echo "$me: installing curl and unzip to fetch Go $need" >&2
+			echo "$me: installing curl and unzip to fetch Go (go.mod: go $goline)" >&2
 			apt_install curl unzip || die "apt-get install curl unzip failed"
 		else
 			die "need Go $need or newer; install curl and unzip (or any Go, e.g. Debian's golang-go) and run this again, or put Go $need on PATH"
