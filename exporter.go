@@ -50,6 +50,10 @@ const programName = "dnstt_exporter"
 // -ldflags "-X main.version=1.2.3"; otherwise the module version is used.
 var version = ""
 
+// revision can be set at build time with -ldflags "-X main.revision=<commit>"
+// (scripts/release.sh does); otherwise the go command's VCS stamp is used.
+var revision = ""
+
 // Flag defaults and limits.
 const (
 	defaultPort          = 53
@@ -558,6 +562,9 @@ func buildInfo() (ver, rev, goVer string) {
 				rev = s.Value
 			}
 		}
+	}
+	if revision != "" {
+		rev = revision
 	}
 	if ver == "" {
 		ver = "devel"
