@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the release binaries: static (CGO_ENABLED=0), -trimpath, for
-# linux/amd64, linux/arm64 and linux/arm (GOARM=7), into dist/, with a
-# SHA256SUMS file.
+# linux/amd64, linux/arm64 and linux/arm (GOARM=7), into dist/ (or the
+# directory DIST names), with a SHA256SUMS file.
 #
 #   scripts/release.sh [VERSION]
 #
@@ -33,15 +33,16 @@ gobin=$(scripts/go.sh --bindir)
 go=$gobin/go
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=
 
-rm -rf dist
-mkdir -p dist
+dist=${DIST:-dist}
+rm -rf "$dist"
+mkdir -p "$dist"
 for target in linux/amd64 linux/arm64 linux/arm/7; do
 	IFS=/ read -r goos goarch goarm <<<"$target"
 	name=dnstt_exporter-$version.$goos-$goarch${goarm:+v$goarm}
 	GOOS=$goos GOARCH=$goarch GOARM=$goarm "$go" build -trimpath -buildvcs=false \
-		-ldflags "-s -w -X main.version=$version -X main.revision=$revision" -o "dist/$name" .
-	printf '%-44s %s bytes\n' "dist/$name" "$(stat -c %s "dist/$name")"
+		-ldflags "-s -w -X main.version=$version -X main.revision=$revision" -o "$dist/$name" .
+	printf '%s %s bytes\n' "$dist/$name" "$(stat -c %s "$dist/$name")"
 done
-(cd dist && sha256sum dnstt_exporter-* >SHA256SUMS)
-echo "dist/SHA256SUMS"
+(cd "$dist" && sha256sum dnstt_exporter-* >SHA256SUMS)
+echo "$dist/SHA256SUMS"
 "$go" version
