@@ -47,6 +47,10 @@ const programName = "dnstt_exporter"
 // -ldflags "-X main.version=1.2.3"; otherwise the module version is used.
 var version = ""
 
+// revision can be set at build time with -ldflags "-X main.revision=<commit>"
+// (scripts/release.sh does); otherwise the go command's VCS stamp is used.
+var revision = ""
+
 // Flag defaults and limits. The limits of -capture.buffer-size and
 // -geoip.max-label-sets live with the code they protect: ring.go's
 // checkRingBufferSize and geo.go's checkMaxLabelSets, which validate calls.
@@ -461,6 +465,9 @@ func buildInfo() (ver, rev, goVer string) {
 				rev = s.Value
 			}
 		}
+	}
+	if revision != "" {
+		rev = revision
 	}
 	if ver == "" {
 		ver = "devel"

@@ -65,17 +65,23 @@ const (
 	famProcessRSS
 	famProcessStartTime
 	famProcessVirtual
+	famProcessVirtualMax
 	famGoGCDuration
+	famGoGOGC
+	famGoMemLimit
 	famGoGoroutines
 	famGoInfo
 	famGoAllocBytes
 	famGoAllocBytesTotal
 	famGoFrees
+	famGoHeapInuse
 	famGoHeapObjects
 	famGoLastGC
 	famGoMallocs
 	famGoNextGC
+	famGoStackInuse
 	famGoSysBytes
+	famGoMaxProcs
 	famGoThreads
 	familyCount
 )
@@ -137,7 +143,7 @@ var families = [familyCount]familyDesc{
 	famConfigReloadFailures: {"dnstt_exporter_config_reload_failures_total", "counter",
 		"Reloads of the -dnstm.config file (SIGHUP) that failed and kept the tunnel domains in force."},
 	famBuildInfo: {"dnstt_exporter_build_info", "gauge",
-		"Always 1, labelled by the exporter's version, VCS revision and Go version."},
+		"Always 1, labelled by the exporter's version, VCS revision, Go version, and the OS and architecture it was built for."},
 	famDomainInfo: {"dnstt_exporter_domain_info", "gauge",
 		"Always 1, one series per configured tunnel domain: its protocol (dnstt or vaydns)," +
 			" the record type its queries use and its ClientID length in bytes."},
@@ -153,8 +159,14 @@ var families = [familyCount]familyDesc{
 		"When the process started, in seconds since the Unix epoch."},
 	famProcessVirtual: {"process_virtual_memory_bytes", "gauge",
 		"Virtual memory, in bytes."},
+	famProcessVirtualMax: {"process_virtual_memory_max_bytes", "gauge",
+		"Limit on virtual memory (soft RLIMIT_AS), in bytes; 18446744073709551615 when unlimited."},
 	famGoGCDuration: {"go_gc_duration_seconds", "summary",
 		"Stop-the-world pause durations of recent garbage collection cycles, in seconds."},
+	famGoGOGC: {"go_gc_gogc_percent", "gauge",
+		"Heap growth that triggers a garbage collection, in percent (GOGC); 0 when collection is off."},
+	famGoMemLimit: {"go_gc_gomemlimit_bytes", "gauge",
+		"Soft memory limit of the Go runtime (GOMEMLIMIT), in bytes."},
 	famGoGoroutines: {"go_goroutines", "gauge",
 		"Goroutines that exist now."},
 	famGoInfo: {"go_info", "gauge",
@@ -165,6 +177,8 @@ var families = [familyCount]familyDesc{
 		"Bytes allocated on the heap since start, freed or not."},
 	famGoFrees: {"go_memstats_frees_total", "counter",
 		"Heap objects freed since start."},
+	famGoHeapInuse: {"go_memstats_heap_inuse_bytes", "gauge",
+		"Bytes in heap spans in use: allocated objects and the free space of their spans."},
 	famGoHeapObjects: {"go_memstats_heap_objects", "gauge",
 		"Allocated heap objects not yet freed."},
 	famGoLastGC: {"go_memstats_last_gc_time_seconds", "gauge",
@@ -173,8 +187,12 @@ var families = [familyCount]familyDesc{
 		"Heap objects allocated since start."},
 	famGoNextGC: {"go_memstats_next_gc_bytes", "gauge",
 		"Heap size at which the next garbage collection is due, in bytes."},
+	famGoStackInuse: {"go_memstats_stack_inuse_bytes", "gauge",
+		"Bytes of memory used by goroutine stacks."},
 	famGoSysBytes: {"go_memstats_sys_bytes", "gauge",
 		"Bytes of memory the Go runtime obtained from the operating system."},
+	famGoMaxProcs: {"go_sched_gomaxprocs_threads", "gauge",
+		"Threads that may run Go code at once (GOMAXPROCS)."},
 	famGoThreads: {"go_threads", "gauge",
 		"Live OS threads owned by the Go runtime."},
 }
@@ -338,6 +356,10 @@ func appendBuildInfo(dst []byte) []byte {
 	dst = appendEscaped(dst, rev)
 	dst = append(dst, `",goversion="`...)
 	dst = appendEscaped(dst, goVer)
+	dst = append(dst, `",goos="`...)
+	dst = appendEscaped(dst, runtime.GOOS)
+	dst = append(dst, `",goarch="`...)
+	dst = appendEscaped(dst, runtime.GOARCH)
 	dst = append(dst, "\"} 1\n"...)
 	return dst
 }
@@ -750,6 +772,10 @@ func appendProcess(dst []byte, s *procSample) []byte {
 		dst = appendHeader(dst, famProcessVirtual)
 		dst = appendUintSample(dst, famProcessVirtual, "", "", s.vsize)
 	}
+	if s.vmaxOK {
+		dst = appendHeader(dst, famProcessVirtualMax)
+		dst = appendUintSample(dst, famProcessVirtualMax, "", "", s.vmax)
+	}
 
 	dst = appendHeader(dst, famGoGCDuration)
 	for i, q := range gcQuantiles {
@@ -769,6 +795,10 @@ func appendProcess(dst []byte, s *procSample) []byte {
 	dst = strconv.AppendUint(dst, s.gcCount, 10)
 	dst = append(dst, '\n')
 
+	dst = appendHeader(dst, famGoGOGC)
+	dst = appendUintSample(dst, famGoGOGC, "", "", s.rt[rtGOGC])
+	dst = appendHeader(dst, famGoMemLimit)
+	dst = appendUintSample(dst, famGoMemLimit, "", "", s.rt[rtMemLimit])
 	dst = appendHeader(dst, famGoGoroutines)
 	dst = appendUintSample(dst, famGoGoroutines, "", "", s.rt[rtGoroutines])
 	dst = appendHeader(dst, famGoInfo)
@@ -781,6 +811,9 @@ func appendProcess(dst []byte, s *procSample) []byte {
 	// frees:objects (runtime/metrics docs); add them to both, as MemStats does.
 	dst = appendHeader(dst, famGoFrees)
 	dst = appendUintSample(dst, famGoFrees, "", "", s.rt[rtFreeObjects]+s.rt[rtTinyAllocs])
+	// MemStats.HeapInuse: object bytes plus the unused part of their spans.
+	dst = appendHeader(dst, famGoHeapInuse)
+	dst = appendUintSample(dst, famGoHeapInuse, "", "", s.rt[rtHeapObjectBytes]+s.rt[rtHeapUnused])
 	dst = appendHeader(dst, famGoHeapObjects)
 	dst = appendUintSample(dst, famGoHeapObjects, "", "", s.rt[rtHeapObjects])
 	dst = appendHeader(dst, famGoLastGC)
@@ -789,8 +822,12 @@ func appendProcess(dst []byte, s *procSample) []byte {
 	dst = appendUintSample(dst, famGoMallocs, "", "", s.rt[rtAllocObjects]+s.rt[rtTinyAllocs])
 	dst = appendHeader(dst, famGoNextGC)
 	dst = appendUintSample(dst, famGoNextGC, "", "", s.rt[rtGCGoal])
+	dst = appendHeader(dst, famGoStackInuse)
+	dst = appendUintSample(dst, famGoStackInuse, "", "", s.rt[rtStacks])
 	dst = appendHeader(dst, famGoSysBytes)
 	dst = appendUintSample(dst, famGoSysBytes, "", "", s.rt[rtSysBytes])
+	dst = appendHeader(dst, famGoMaxProcs)
+	dst = appendUintSample(dst, famGoMaxProcs, "", "", s.rt[rtGOMAXPROCS])
 	dst = appendHeader(dst, famGoThreads)
 	dst = appendUintSample(dst, famGoThreads, "", "", s.rt[rtThreads])
 	return dst

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -259,7 +260,7 @@ func TestExpositionFamilies(t *testing.T) {
 				t.Errorf("domain_info (%q) present = %v in fileMode=%v", domainInfo, !fileMode, fileMode)
 			}
 			ver, rev, goVer := buildInfo()
-			info := `dnstt_exporter_build_info{version="` + ver + `",revision="` + rev + `",goversion="` + goVer + `"} 1` + "\n"
+			info := `dnstt_exporter_build_info{version="` + ver + `",revision="` + rev + `",goversion="` + goVer + `",goos="` + runtime.GOOS + `",goarch="` + runtime.GOARCH + `"} 1` + "\n"
 			if strings.Contains(text, info) == fileMode {
 				t.Errorf("build_info as -version prints it (%q) present = %v in fileMode=%v", info, !fileMode, fileMode)
 			}

@@ -52,6 +52,11 @@ const (
 	rtFreeObjects
 	rtTinyAllocs
 	rtGCGoal
+	rtHeapUnused
+	rtStacks
+	rtGOGC
+	rtMemLimit
+	rtGOMAXPROCS
 	rtCount
 )
 
@@ -67,6 +72,11 @@ var rtNames = [rtCount]string{
 	rtFreeObjects:     "/gc/heap/frees:objects",
 	rtTinyAllocs:      "/gc/heap/tiny/allocs:objects",
 	rtGCGoal:          "/gc/heap/goal:bytes",
+	rtHeapUnused:      "/memory/classes/heap/unused:bytes",
+	rtStacks:          "/memory/classes/heap/stacks:bytes",
+	rtGOGC:            "/gc/gogc:percent",
+	rtMemLimit:        "/gc/gomemlimit:bytes",
+	rtGOMAXPROCS:      "/sched/gomaxprocs:threads",
 }
 
 // procStats reads the process_* and go_* statistics without allocating per
@@ -97,7 +107,9 @@ type procSample struct {
 	fdsOK      bool
 	openFDs    uint64
 	maxFDsOK   bool
-	maxFDs     uint64  // RLIMIT_NOFILE soft limit
+	maxFDs     uint64 // RLIMIT_NOFILE soft limit
+	vmaxOK     bool
+	vmax       uint64  // RLIMIT_AS soft limit, bytes (RLIM_INFINITY: all ones)
 	startTime  float64 // process start, Unix seconds; 0 when unknown
 
 	rt          [rtCount]uint64 // by rt* index; 0 when the runtime lacks a metric
@@ -217,6 +229,8 @@ func (p *procStats) read(s *procSample) {
 	var rl syscall.Rlimit
 	s.maxFDsOK = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil
 	s.maxFDs = rl.Cur
+	s.vmaxOK = syscall.Getrlimit(syscall.RLIMIT_AS, &rl) == nil
+	s.vmax = rl.Cur
 
 	rtmetrics.Read(sc.samples[:])
 	for i := range sc.samples {
