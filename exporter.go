@@ -24,6 +24,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -374,8 +375,8 @@ func validate(v *flagValues) (*config, error) {
 	if v.maxLabelSets < 1 || v.maxLabelSets > maxMaxLabelSets {
 		return nil, usagef("-geoip.max-label-sets %d: want 1 to %d", v.maxLabelSets, maxMaxLabelSets)
 	}
-	if _, _, err := net.SplitHostPort(cfg.listenAddress); err != nil {
-		return nil, usagef("-web.listen-address %q: want host:port, e.g. 127.0.0.1:9713", cfg.listenAddress)
+	if err := checkListenAddress(cfg.listenAddress); err != nil {
+		return nil, usagef("-web.listen-address %q: %w", cfg.listenAddress, err)
 	}
 	if err := checkTelemetryPath(cfg.telemetryPath); err != nil {
 		return nil, usagef("-web.telemetry-path %q: %w", cfg.telemetryPath, err)
@@ -418,6 +419,33 @@ func validate(v *flagValues) (*config, error) {
 	}
 	cfg.auth = auth
 	return cfg, nil
+}
+
+// checkListenAddress accepts host:port with a decimal port 0 to 65535 (0
+// picks a free port) and a host that is empty, an IP address (with a zone
+// for IPv6) or a host name. Whether the address can be bound is found out
+// by binding it: that is a runtime error, exit code 1, not a flag error.
+func checkListenAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:9713 or :9713")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if strings.ContainsAny(host, ":%") {
+		return fmt.Errorf("host %q: not an IP address", host)
+	}
+	if _, err := parseDomain(host); err != nil {
+		return fmt.Errorf("host %q: not an IP address or host name", host)
+	}
+	return nil
 }
 
 // checkTelemetryPath accepts an absolute URL path other than "/" made of

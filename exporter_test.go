@@ -592,7 +592,15 @@ func TestFlagErrors(t *testing.T) {
 		{"duplicate interface", []string{"-dnstt.domain", "t.example.com", "-capture.interface", "lo", "-capture.interface", "lo"}, "given twice"},
 		{"sessions.max 0", with("-sessions.max", "0"), "-sessions.max 0"},
 		{"max label sets", with("-geoip.max-label-sets", "70000"), "-geoip.max-label-sets 70000"},
-		{"listen address", with("-web.listen-address", "9713"), "-web.listen-address"},
+		{"listen address", with("-web.listen-address", "9713"), `-web.listen-address "9713": want host:port`},
+		{"listen port too large", with("-web.listen-address", "127.0.0.1:99999"), `-web.listen-address "127.0.0.1:99999": port "99999": want a number from 0 to 65535`},
+		{"listen port a name", with("-web.listen-address", ":abc"), `-web.listen-address ":abc": port "abc"`},
+		{"listen port empty", with("-web.listen-address", "127.0.0.1:"), `port "": want a number`},
+		{"listen port negative", with("-web.listen-address", "127.0.0.1:-1"), `port "-1"`},
+		{"listen address no port", with("-web.listen-address", "127.0.0.1"), `-web.listen-address "127.0.0.1": want host:port`},
+		{"listen address IPv6 unbracketed", with("-web.listen-address", "::1:9713"), `-web.listen-address "::1:9713"`},
+		{"listen host bad", with("-web.listen-address", "bad host:9713"), `host "bad host": not an IP address or host name`},
+		{"listen host bad IPv6", with("-web.listen-address", "[::g]:9713"), `host "::g": not an IP address`},
 		{"telemetry path", with("-web.telemetry-path", "metrics"), "-web.telemetry-path"},
 		{"telemetry path root", with("-web.telemetry-path", "/"), "-web.telemetry-path"},
 		{"max requests", with("-web.max-requests", "0"), "-web.max-requests 0"},
@@ -1398,6 +1406,9 @@ func TestLiveStartErrors(t *testing.T) {
 	}{
 		{"listen address in use", []string{"-web.listen-address", busy.Addr().String(), "-capture.interface", "lo"},
 			[]string{"-web.listen-address", "address already in use"}},
+		// A documentation address parses but is on no interface here.
+		{"listen address not local", []string{"-web.listen-address", "192.0.2.1:9713", "-capture.interface", "lo"},
+			[]string{"-web.listen-address", "192.0.2.1:9713", "cannot assign requested address"}},
 		{"no such interface", []string{"-web.listen-address", freeLoopbackAddr(t), "-capture.interface", "nosuchif0"},
 			[]string{"nosuchif0"}},
 	}
