@@ -113,7 +113,7 @@ var families = [familyCount]familyDesc{
 		"dnstt queries of sessions not tracked because -sessions.max was reached;" +
 			" they count in queries and bytes but not in active, peak or sessions."},
 	famGeoErrors: {"dnstt_exporter_geoip_errors_total", "counter",
-		"GeoIP lookups that failed, by database."},
+		"GeoIP lookups that failed, by database. A failed address is cached like any other (as ZZ or asn 0) and counts once per cache entry."},
 	famGeoReloadFailures: {"dnstt_exporter_geoip_reload_failures_total", "counter",
 		"GeoIP database reloads that failed and kept the previously loaded file, by database."},
 	famGeoBuildTime: {"dnstt_exporter_geoip_build_timestamp_seconds", "gauge",
