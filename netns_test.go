@@ -679,10 +679,9 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	done := startCommand(t, cmd)
-	var body []byte
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if body, err = httpGetInNetns(ns, listen, "/metrics"); err == nil {
+		if _, err = httpGetInNetns(ns, listen, "/metrics"); err == nil {
 			break
 		}
 	}
@@ -702,6 +701,7 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 
 	want := sendPlan(t, ns, testPlan("127.0.0.1", "::1"))
 	var s map[string]float64
+	var body []byte
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if body, err = httpGetInNetns(ns, listen, "/metrics"); err != nil {
 			t.Fatalf("scrape: %v", err)
