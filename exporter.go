@@ -68,6 +68,10 @@ const (
 	defaultTelemetryPath = "/metrics"
 	defaultMaxRequests   = 40
 	maxMaxRequests       = 10000
+	// defaultMaxConnections bounds open HTTP connections: each costs the
+	// server a goroutine and buffers until a timeout closes it.
+	defaultMaxConnections = 64
+	maxMaxConnections     = 10000
 )
 
 // sweepInterval is how often sessions are expired, on the sessions' clock:
@@ -114,6 +118,7 @@ type config struct {
 	basicAuthFile string        // -web.basic-auth-file
 	bearerFile    string        // -web.bearer-token-file
 	maxRequests   int           // -web.max-requests
+	maxConns      int           // -web.max-connections
 	logLevel      slog.Level    // -log.level
 	logJSON       bool          // -log.format json
 
@@ -219,7 +224,7 @@ type flagValues struct {
 	listenAddress, telemetryPath   string
 	tlsCertFile, tlsKeyFile        string
 	basicAuthFile, bearerTokenFile string
-	maxRequests                    int
+	maxRequests, maxConnections    int
 	logLevel, logFormat            string
 	showVersion                    bool
 }
@@ -247,6 +252,7 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs.StringVar(&v.basicAuthFile, "web.basic-auth-file", "", "require HTTP basic authentication: `file` of user:password lines (keep it secret, mode 0600)")
 	fs.StringVar(&v.bearerTokenFile, "web.bearer-token-file", "", "require an Authorization: Bearer token read from this `file` (keep it secret, mode 0600)")
 	fs.IntVar(&v.maxRequests, "web.max-requests", defaultMaxRequests, "most concurrent HTTP requests; further ones get 503")
+	fs.IntVar(&v.maxConnections, "web.max-connections", defaultMaxConnections, "most open HTTP connections; further ones are closed as soon as they are accepted")
 	fs.StringVar(&v.logLevel, "log.level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&v.logFormat, "log.format", "text", "log `format`: text or json")
 	fs.BoolVar(&v.showVersion, "version", false, "print the version and exit")
@@ -323,6 +329,7 @@ func validate(v *flagValues) (*config, error) {
 		basicAuthFile: v.basicAuthFile,
 		bearerFile:    v.bearerTokenFile,
 		maxRequests:   v.maxRequests,
+		maxConns:      v.maxConnections,
 		limits:        defaultServerLimits,
 		geo: geoConfig{
 			countryPath:  v.countryDB,
@@ -383,6 +390,9 @@ func validate(v *flagValues) (*config, error) {
 	}
 	if cfg.maxRequests < 1 || cfg.maxRequests > maxMaxRequests {
 		return nil, usagef("-web.max-requests %d: want 1 to %d", cfg.maxRequests, maxMaxRequests)
+	}
+	if cfg.maxConns < 1 || cfg.maxConns > maxMaxConnections {
+		return nil, usagef("-web.max-connections %d: want 1 to %d", cfg.maxConns, maxMaxConnections)
 	}
 	switch strings.ToLower(v.logLevel) {
 	case "debug":
@@ -940,6 +950,8 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 	if err != nil {
 		return fail(exitRuntime, fmt.Errorf("-web.listen-address %q: %w", cfg.listenAddress, err))
 	}
+	web := &httpStats{}
+	ln = newConnLimitListener(ln, cfg.maxConns, web)
 	clock := newMonoClock()
 	capt, err := openLiveCapture(cfg, clock)
 	if err != nil {
@@ -955,8 +967,10 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 		capture:  pl.stats,
 		geo:      geo,
 		now:      clock.now,
+		http:     web,
 	})
 	srv := newHTTPServer(cfg, m, log)
+	srv.Handler = countRejected(srv.Handler, web)
 
 	interfaces := "all"
 	if len(cfg.interfaces) > 0 {

@@ -604,6 +604,8 @@ func TestFlagErrors(t *testing.T) {
 		{"telemetry path", with("-web.telemetry-path", "metrics"), "-web.telemetry-path"},
 		{"telemetry path root", with("-web.telemetry-path", "/"), "-web.telemetry-path"},
 		{"max requests", with("-web.max-requests", "0"), "-web.max-requests 0"},
+		{"max connections", with("-web.max-connections", "0"), "-web.max-connections 0: want 1 to 10000"},
+		{"max connections too many", with("-web.max-connections", "10001"), "-web.max-connections 10001"},
 		{"log level", with("-log.level", "loud"), "-log.level"},
 		{"log format", with("-log.format", "xml"), "-log.format"},
 		{"tls cert without key", with("-web.tls-cert-file", write("c.pem", "x")), "give both or neither"},

@@ -19,6 +19,7 @@ type metricsConfig struct {
 	geo      *geoResolver  // nil without GeoIP
 	fileMode bool          // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
 	now      func() int64  // the sessions' clock, for a scrape-time sweep; nil = no sweep
+	http     *httpStats    // the HTTP server's bounds; nil in file mode
 
 	// labels returns the GeoIP label values of a geoID, as
 	// geoResolver.labels does; nil means geo.labels (no labels when geo is
@@ -48,6 +49,8 @@ const (
 	famGeoBuildTime
 	famGeoFolded
 	famGeoLabelSets
+	famHTTPConnsRefused
+	famHTTPRequestsRejected
 	famBuildInfo
 	famProcessCPU
 	famProcessMaxFDs
@@ -124,6 +127,10 @@ var families = [familyCount]familyDesc{
 	famGeoLabelSets: {"dnstt_exporter_geoip_label_sets", "gauge",
 		"GeoIP (country, asn) label combinations handed out so far; once -geoip.max-label-sets is reached," +
 			" new combinations count under asn 0 of their country."},
+	famHTTPConnsRefused: {"dnstt_exporter_http_connections_refused_total", "counter",
+		"HTTP connections closed as soon as they were accepted because -web.max-connections were open."},
+	famHTTPRequestsRejected: {"dnstt_exporter_http_requests_rejected_total", "counter",
+		"HTTP requests answered 503 because -web.max-requests were being served."},
 	famBuildInfo: {"dnstt_exporter_build_info", "gauge",
 		"Always 1, labelled by the exporter's version, VCS revision and Go version."},
 	famProcessCPU: {"process_cpu_seconds_total", "counter",
@@ -550,6 +557,12 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 
 	if m.cfg.fileMode {
 		return dst
+	}
+	if hs := m.cfg.http; hs != nil {
+		dst = appendHeader(dst, famHTTPConnsRefused)
+		dst = appendUintSample(dst, famHTTPConnsRefused, "", "", hs.refusedConns.Load())
+		dst = appendHeader(dst, famHTTPRequestsRejected)
+		dst = appendUintSample(dst, famHTTPRequestsRejected, "", "", hs.rejectedRequests.Load())
 	}
 	dst = append(dst, m.buildInfo...)
 	return appendProcess(dst, &sc.proc)
