@@ -716,16 +716,9 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return exitRuntime
 	}
-	var src io.Reader = stdin
-	if cfg.file != "-" {
-		f, err := os.Open(cfg.file)
-		if err != nil {
-			return fail(fmt.Errorf("-capture.file %q: %w", cfg.file, unwrapPathError(err)))
-		}
-		defer f.Close()
-		src = f
-	}
-
+	// Signals are handled from the start: opening a FIFO blocks until a
+	// writer opens it, and a SIGTERM meanwhile must still print the
+	// (empty) exposition and exit 0 (SPEC section 6).
 	stop := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -743,7 +736,24 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 		}
 	}()
 
-	r, err := newPcapReader(cfg.file, src, stop)
+	var src io.Reader = stdin
+	if cfg.file != "-" {
+		f, err := openStoppable(cfg.file, stop)
+		switch {
+		case err == errPcapStopped:
+			src = nil
+		case err != nil:
+			return fail(fmt.Errorf("-capture.file %q: %w", cfg.file, unwrapPathError(err)))
+		default:
+			defer f.Close()
+			src = f
+		}
+	}
+	var r *pcapReader
+	var err error
+	if src != nil {
+		r, err = newPcapReader(cfg.file, src, stop)
+	}
 	if errors.Is(err, errPcapStopped) {
 		r, err = nil, nil // stopped before the header: print the empty exposition
 	}
@@ -780,6 +790,36 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 		return fail(fmt.Errorf("write the metrics to standard output: %w", err))
 	}
 	return exitOK
+}
+
+// openStoppable opens path for reading, in a goroutine: opening a FIFO
+// blocks until a writer opens it, and that must not hold up a stop. It
+// returns errPcapStopped if stop closes first; the file, if the open
+// completes later, is then closed.
+func openStoppable(path string, stop <-chan struct{}) (*os.File, error) {
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan opened) // unbuffered: an open completing after a stop sees abandoned
+	abandoned := make(chan struct{})
+	go func() {
+		f, err := os.Open(path)
+		select {
+		case done <- opened{f, err}:
+		case <-abandoned:
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	select {
+	case o := <-done:
+		return o.f, o.err
+	case <-stop:
+		close(abandoned)
+		return nil, errPcapStopped
+	}
 }
 
 // replay feeds every record of r to pl on the packet-time clock of SPEC

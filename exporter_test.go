@@ -1096,6 +1096,91 @@ func TestFileModeSIGTERM(t *testing.T) {
 	}
 }
 
+// waitBlockedInFIFOOpen waits until a thread of process pid sleeps in
+// the kernel's FIFO open (wchan wait_for_partner), or 5 s pass.
+func waitBlockedInFIFOOpen(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+		for _, p := range tasks {
+			if b, _ := os.ReadFile(p); string(b) == "wait_for_partner" {
+				return
+			}
+		}
+	}
+	t.Logf("no thread of %d seen in wait_for_partner within 5 s (wchan unavailable?); signalling anyway", pid)
+}
+
+func TestFileModeSIGTERMBeforeOpen(t *testing.T) {
+	// A FIFO nobody writes to: opening it blocks. SIGTERM (or SIGINT)
+	// must still stop the program, which prints the exposition of
+	// nothing read (zero counters) and exits 0 (SPEC section 6).
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			fifo := filepath.Join(t.TempDir(), "capture.pcap")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.file", fifo)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			done := startCommand(t, cmd)
+			waitBlockedInFIFOOpen(t, cmd.Process.Pid)
+			cmd.Process.Signal(sig)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("exit: %v, want 0; stderr %q", err, errb.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("still running 10 s after the signal")
+			}
+			e := parseExposition(t, out.String())
+			for _, name := range []string{"dnstt_exporter_packets_received_total", "dnstt_queries_total", "dnstt_bytes_in_total", "dnstt_active_clients"} {
+				if v, ok := e[name+`{domain="t.example.com"}`]; name != "dnstt_exporter_packets_received_total" && (!ok || v != 0) {
+					t.Errorf("%s = %v (present %v), want 0", name, v, ok)
+				}
+				if got := e.sum(name); got != 0 {
+					t.Errorf("%s sums to %v, want 0", name, got)
+				}
+			}
+			if _, ok := e["dnstt_exporter_packets_received_total"]; !ok {
+				t.Errorf("no dnstt_exporter_packets_received_total in\n%s", out.String())
+			}
+		})
+	}
+	t.Run("writer comes later", func(t *testing.T) {
+		// The same FIFO with a writer after a while: read as usual.
+		fifo := filepath.Join(t.TempDir(), "capture.pcap")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		orig, err := os.ReadFile("testdata/pcap/visible-small.pcap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.file", fifo)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		done := startCommand(t, cmd)
+		waitBlockedInFIFOOpen(t, cmd.Process.Pid)
+		if err := os.WriteFile(fifo, orig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("exit: %v, want 0; stderr %q", err, errb.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("still running 10 s after the writer closed")
+		}
+		if got := parseExposition(t, out.String()).sum("dnstt_queries_total"); got != 414 {
+			t.Errorf("queries = %v, want 414", got)
+		}
+	})
+}
+
 // freeLoopbackAddr returns a loopback TCP port that was free a moment ago.
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
