@@ -949,6 +949,17 @@ func TestHTTPSlowHeaders(t *testing.T) {
 	}
 }
 
+func TestHTTPHeaderTooLarge(t *testing.T) {
+	// The README's Security section: headers over the limit get 431.
+	cfg := parseTestConfig(t)
+	cfg.limits.maxHeader = 4 << 10
+	url := startTestServer(t, cfg, nil)
+	resp, _ := httpGet(t, http.DefaultClient, http.MethodGet, url+"/metrics", "X-Filler", strings.Repeat("x", 16<<10))
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("status %d, want 431", resp.StatusCode)
+	}
+}
+
 func TestHTTPConcurrency(t *testing.T) {
 	t.Run("concurrent scrapes", func(t *testing.T) {
 		cfg := parseTestConfig(t)
