@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // DNS header and question layout (RFC 1035 section 4.1).
@@ -353,6 +354,8 @@ func parseDomain(s string) (string, error) {
 		case 'A' <= c && c <= 'Z':
 			b[i] = c + 'a' - 'A'
 		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		case c >= utf8.RuneSelf:
+			return "", domainError(s, nonASCII(s, n[i:]))
 		default:
 			return "", domainError(s, "invalid character "+strconv.QuoteRune(rune(c)))
 		}
@@ -370,6 +373,30 @@ func parseDomain(s string) (string, error) {
 // domainError is the error of parseDomain for the value s.
 func domainError(s, why string) error {
 	return errors.New("domain " + strconv.Quote(s) + ": " + why)
+}
+
+// nonASCII says what is wrong with the domain s at rest, which starts
+// with a byte ≥ 0x80: the character (or, if rest is not UTF-8, the byte)
+// and, for an internationalised name, the punycode form to give instead.
+func nonASCII(s, rest string) string {
+	r, size := utf8.DecodeRuneInString(rest)
+	if r == utf8.RuneError && size <= 1 {
+		return "invalid byte 0x" + strconv.FormatUint(uint64(rest[0]), 16) + " (not UTF-8)"
+	}
+	why := "invalid character " + strconv.QuoteRune(r) + " (" + unicodeCodePoint(r) + "): "
+	if ace, ok := aceName(s); ok {
+		return why + "give an internationalised domain in its punycode form, " + strconv.Quote(ace)
+	}
+	return why + "give an internationalised domain in its punycode (xn--) form"
+}
+
+// unicodeCodePoint writes r as U+XXXX (at least four hex digits).
+func unicodeCodePoint(r rune) string {
+	h := strings.ToUpper(strconv.FormatInt(int64(r), 16))
+	for len(h) < 4 {
+		h = "0" + h
+	}
+	return "U+" + h
 }
 
 // parseMessage classifies msg, a DNS message of at least dnsHeaderLen bytes

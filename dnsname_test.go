@@ -37,7 +37,11 @@ func TestParseDomain(t *testing.T) {
 		{name: "space", in: "t example.com", err: `domain "t example.com": invalid character ' '`},
 		{name: "backslash", in: `t\.example.com`, err: `domain "t\\.example.com": invalid character '\\'`},
 		{name: "quote", in: `t".com`, err: `domain "t\".com": invalid character '"'`},
-		{name: "non-ASCII", in: "tü.com", err: `domain "tü.com": invalid character 'Ã'`},
+		{name: "non-ASCII", in: "tü.com", err: `domain "tü.com": invalid character 'ü' (U+00FC): give an internationalised domain in its punycode form, "xn--t-eha.com"`},
+		{name: "non-ASCII upper case", in: "T.MÜNCHEN.de.", err: `domain "T.MÜNCHEN.de.": invalid character 'Ü' (U+00DC): give an internationalised domain in its punycode form, "t.xn--mnchen-3ya.de"`},
+		{name: "non-ASCII symbol", in: "t☃.com", err: `domain "t☃.com": invalid character '☃' (U+2603): give an internationalised domain in its punycode (xn--) form`},
+		{name: "non-ASCII astral", in: "t.😀.com", err: `domain "t.😀.com": invalid character '😀' (U+1F600): give an internationalised domain in its punycode (xn--) form`},
+		{name: "not UTF-8", in: "t\xfc.com", err: `domain "t\xfc.com": invalid byte 0xfc (not UTF-8)`},
 		{name: "star", in: "*.example.com", err: `domain "*.example.com": invalid character '*'`},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -66,6 +67,10 @@ const (
 	defaultTelemetryPath = "/metrics"
 	defaultMaxRequests   = 40
 	maxMaxRequests       = 10000
+	// defaultMaxConnections bounds open HTTP connections: each costs the
+	// server a goroutine and buffers until a timeout closes it.
+	defaultMaxConnections = 64
+	maxMaxConnections     = 10000
 )
 
 // shutdownTimeout bounds the graceful HTTP shutdown on SIGINT/SIGTERM.
@@ -96,6 +101,7 @@ type config struct {
 	basicAuthFile string        // -web.basic-auth-file
 	bearerFile    string        // -web.bearer-token-file
 	maxRequests   int           // -web.max-requests
+	maxConns      int           // -web.max-connections
 	logLevel      slog.Level    // -log.level
 	logJSON       bool          // -log.format json
 
@@ -205,7 +211,7 @@ type flagValues struct {
 	listenAddress, telemetryPath   string
 	tlsCertFile, tlsKeyFile        string
 	basicAuthFile, bearerTokenFile string
-	maxRequests                    int
+	maxRequests, maxConnections    int
 	logLevel, logFormat            string
 	showVersion                    bool
 }
@@ -239,6 +245,7 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 	fs.StringVar(&v.basicAuthFile, "web.basic-auth-file", "", "require HTTP basic authentication: `file` of user:password lines (keep it secret, mode 0600)")
 	fs.StringVar(&v.bearerTokenFile, "web.bearer-token-file", "", "require an Authorization: Bearer token read from this `file` (keep it secret, mode 0600)")
 	fs.IntVar(&v.maxRequests, "web.max-requests", defaultMaxRequests, "most concurrent HTTP requests; further ones get 503")
+	fs.IntVar(&v.maxConnections, "web.max-connections", defaultMaxConnections, "most open HTTP connections; further ones are closed as soon as they are accepted")
 	fs.StringVar(&v.logLevel, "log.level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&v.logFormat, "log.format", "text", "log `format`: text or json")
 	fs.BoolVar(&v.showVersion, "version", false, "print the version and exit")
@@ -320,6 +327,7 @@ func validate(v *flagValues) (*config, error) {
 		basicAuthFile: v.basicAuthFile,
 		bearerFile:    v.bearerTokenFile,
 		maxRequests:   v.maxRequests,
+		maxConns:      v.maxConnections,
 		limits:        defaultServerLimits,
 		geo: geoConfig{
 			countryPath:  v.countryDB,
@@ -407,14 +415,17 @@ func validate(v *flagValues) (*config, error) {
 	if err := checkMaxLabelSets(v.maxLabelSets); err != nil {
 		return nil, usagef("-geoip.max-label-sets %d: %w", v.maxLabelSets, err)
 	}
-	if _, _, err := net.SplitHostPort(cfg.listenAddress); err != nil {
-		return nil, usagef("-web.listen-address %q: want host:port, e.g. 127.0.0.1:9713", cfg.listenAddress)
+	if err := checkListenAddress(cfg.listenAddress); err != nil {
+		return nil, usagef("-web.listen-address %q: %w", cfg.listenAddress, err)
 	}
 	if err := checkTelemetryPath(cfg.telemetryPath); err != nil {
 		return nil, usagef("-web.telemetry-path %q: %w", cfg.telemetryPath, err)
 	}
 	if cfg.maxRequests < 1 || cfg.maxRequests > maxMaxRequests {
 		return nil, usagef("-web.max-requests %d: want 1 to %d", cfg.maxRequests, maxMaxRequests)
+	}
+	if cfg.maxConns < 1 || cfg.maxConns > maxMaxConnections {
+		return nil, usagef("-web.max-connections %d: want 1 to %d", cfg.maxConns, maxMaxConnections)
 	}
 	switch strings.ToLower(v.logLevel) {
 	case "debug":
@@ -451,6 +462,33 @@ func validate(v *flagValues) (*config, error) {
 	}
 	cfg.auth = auth
 	return cfg, nil
+}
+
+// checkListenAddress accepts host:port with a decimal port 0 to 65535 (0
+// picks a free port) and a host that is empty, an IP address (with a zone
+// for IPv6) or a host name. Whether the address can be bound is found out
+// by binding it: that is a runtime error, exit code 1, not a flag error.
+func checkListenAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:9713 or :9713")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if strings.ContainsAny(host, ":%") {
+		return fmt.Errorf("host %q: not an IP address", host)
+	}
+	if _, err := parseDomain(host); err != nil {
+		return fmt.Errorf("host %q: not an IP address or host name", host)
+	}
+	return nil
 }
 
 // buildInfo returns the version, VCS revision and Go version of the binary.
@@ -535,16 +573,9 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return exitRuntime
 	}
-	var src io.Reader = stdin
-	if cfg.file != "-" {
-		f, err := os.Open(cfg.file)
-		if err != nil {
-			return fail(fmt.Errorf("-capture.file %q: %w", cfg.file, unwrapPathError(err)))
-		}
-		defer f.Close()
-		src = f
-	}
-
+	// Signals are handled from the start: opening a FIFO blocks until a
+	// writer opens it, and a SIGTERM meanwhile must still print the
+	// (empty) exposition and exit 0 (SPEC section 6).
 	stop := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -562,7 +593,24 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 		}
 	}()
 
-	r, err := newPcapReader(cfg.file, src, stop)
+	var src io.Reader = stdin
+	if cfg.file != "-" {
+		f, err := openStoppable(cfg.file, stop)
+		switch {
+		case err == errPcapStopped:
+			src = nil
+		case err != nil:
+			return fail(fmt.Errorf("-capture.file %q: %w", cfg.file, unwrapPathError(err)))
+		default:
+			defer f.Close()
+			src = f
+		}
+	}
+	var r *pcapReader
+	var err error
+	if src != nil {
+		r, err = newPcapReader(cfg.file, src, stop)
+	}
 	if errors.Is(err, errPcapStopped) {
 		r, err = nil, nil // stopped before the header: print the empty exposition
 	}
@@ -596,6 +644,36 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 	return exitOK
 }
 
+// openStoppable opens path for reading, in a goroutine: opening a FIFO
+// blocks until a writer opens it, and that must not hold up a stop. It
+// returns errPcapStopped if stop closes first; the file, if the open
+// completes later, is then closed.
+func openStoppable(path string, stop <-chan struct{}) (*os.File, error) {
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan opened) // unbuffered: an open completing after a stop sees abandoned
+	abandoned := make(chan struct{})
+	go func() {
+		f, err := os.Open(path)
+		select {
+		case done <- opened{f, err}:
+		case <-abandoned:
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	select {
+	case o := <-done:
+		return o.f, o.err
+	case <-stop:
+		close(abandoned)
+		return nil, errPcapStopped
+	}
+}
+
 // runLive is live mode: capture, serve HTTP until SIGINT/SIGTERM.
 func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) int {
 	fail := func(code int, err error) int {
@@ -611,6 +689,8 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 	if err != nil {
 		return fail(exitRuntime, fmt.Errorf("-web.listen-address %q: %w", cfg.listenAddress, err))
 	}
+	web := &httpStats{}
+	ln = newConnLimitListener(ln, cfg.maxConns, web)
 	clock := newMonoClock()
 	capt, err := openLiveCapture(cfg, clock)
 	if err != nil {
@@ -631,8 +711,10 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 		geo:            geo,
 		now:            clock.now,
 		reloadFailures: reloadFailures,
+		http:           web,
 	})
 	srv := newHTTPServer(cfg, m, log)
+	srv.Handler = countRejected(srv.Handler, web)
 
 	interfaces := "all"
 	if len(cfg.interfaces) > 0 {

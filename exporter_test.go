@@ -733,10 +733,20 @@ func TestFlagErrors(t *testing.T) {
 		{"max label sets beyond the reserve", with("-geoip.country-database", "testdata/geo/country.mmdb",
 			"-geoip.asn-database", "testdata/geo/asn.mmdb", "-geoip.max-label-sets", "65000"),
 			"-geoip.max-label-sets 65000: want 1 to 64860"},
-		{"listen address", with("-web.listen-address", "9713"), "-web.listen-address"},
+		{"listen address", with("-web.listen-address", "9713"), `-web.listen-address "9713": want host:port`},
+		{"listen port too large", with("-web.listen-address", "127.0.0.1:99999"), `-web.listen-address "127.0.0.1:99999": port "99999": want a number from 0 to 65535`},
+		{"listen port a name", with("-web.listen-address", ":abc"), `-web.listen-address ":abc": port "abc"`},
+		{"listen port empty", with("-web.listen-address", "127.0.0.1:"), `port "": want a number`},
+		{"listen port negative", with("-web.listen-address", "127.0.0.1:-1"), `port "-1"`},
+		{"listen address no port", with("-web.listen-address", "127.0.0.1"), `-web.listen-address "127.0.0.1": want host:port`},
+		{"listen address IPv6 unbracketed", with("-web.listen-address", "::1:9713"), `-web.listen-address "::1:9713"`},
+		{"listen host bad", with("-web.listen-address", "bad host:9713"), `host "bad host": not an IP address or host name`},
+		{"listen host bad IPv6", with("-web.listen-address", "[::g]:9713"), `host "::g": not an IP address`},
 		{"telemetry path", with("-web.telemetry-path", "metrics"), "-web.telemetry-path"},
 		{"telemetry path root", with("-web.telemetry-path", "/"), "-web.telemetry-path"},
 		{"max requests", with("-web.max-requests", "0"), "-web.max-requests 0"},
+		{"max connections", with("-web.max-connections", "0"), "-web.max-connections 0: want 1 to 10000"},
+		{"max connections too many", with("-web.max-connections", "10001"), "-web.max-connections 10001"},
 		{"log level", with("-log.level", "loud"), "-log.level"},
 		{"log format", with("-log.format", "xml"), "-log.format"},
 		{"tls cert without key", with("-web.tls-cert-file", write("c.pem", "x")), "give both or neither"},
@@ -1077,6 +1087,17 @@ func TestHTTPSlowHeaders(t *testing.T) {
 	}
 }
 
+func TestHTTPHeaderTooLarge(t *testing.T) {
+	// The README's Security section: headers over the limit get 431.
+	cfg := parseTestConfig(t)
+	cfg.limits.maxHeader = 4 << 10
+	url := startTestServer(t, cfg, nil)
+	resp, _ := httpGet(t, http.DefaultClient, http.MethodGet, url+"/metrics", "X-Filler", strings.Repeat("x", 16<<10))
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("status %d, want 431", resp.StatusCode)
+	}
+}
+
 func TestHTTPConcurrency(t *testing.T) {
 	t.Run("concurrent scrapes", func(t *testing.T) {
 		cfg := parseTestConfig(t)
@@ -1263,6 +1284,91 @@ func (r *endlessReader) Read(p []byte) (int, error) {
 	r.once.Do(func() { close(r.ready) })
 	<-r.release
 	return 0, io.EOF
+}
+
+// waitBlockedInFIFOOpen waits until a thread of process pid sleeps in
+// the kernel's FIFO open (wchan wait_for_partner), or 5 s pass.
+func waitBlockedInFIFOOpen(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+		for _, p := range tasks {
+			if b, _ := os.ReadFile(p); string(b) == "wait_for_partner" {
+				return
+			}
+		}
+	}
+	t.Logf("no thread of %d seen in wait_for_partner within 5 s (wchan unavailable?); signalling anyway", pid)
+}
+
+func TestFileModeSIGTERMBeforeOpen(t *testing.T) {
+	// A FIFO nobody writes to: opening it blocks. SIGTERM (or SIGINT)
+	// must still stop the program, which prints the exposition of
+	// nothing read (zero counters) and exits 0 (SPEC section 6).
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			fifo := filepath.Join(t.TempDir(), "capture.pcap")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.file", fifo)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			done := startCommand(t, cmd)
+			waitBlockedInFIFOOpen(t, cmd.Process.Pid)
+			cmd.Process.Signal(sig)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("exit: %v, want 0; stderr %q", err, errb.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("still running 10 s after the signal")
+			}
+			e := parseExposition(t, out.String())
+			for _, name := range []string{"dnstt_exporter_packets_received_total", "dnstt_queries_total", "dnstt_bytes_in_total", "dnstt_active_clients"} {
+				if v, ok := e[name+`{domain="t.example.com"}`]; name != "dnstt_exporter_packets_received_total" && (!ok || v != 0) {
+					t.Errorf("%s = %v (present %v), want 0", name, v, ok)
+				}
+				if got := e.sum(name); got != 0 {
+					t.Errorf("%s sums to %v, want 0", name, got)
+				}
+			}
+			if _, ok := e["dnstt_exporter_packets_received_total"]; !ok {
+				t.Errorf("no dnstt_exporter_packets_received_total in\n%s", out.String())
+			}
+		})
+	}
+	t.Run("writer comes later", func(t *testing.T) {
+		// The same FIFO with a writer after a while: read as usual.
+		fifo := filepath.Join(t.TempDir(), "capture.pcap")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		orig, err := os.ReadFile("testdata/pcap/visible-small.pcap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(testBinary, "-dnstt.domain", "t.example.com", "-capture.file", fifo)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		done := startCommand(t, cmd)
+		waitBlockedInFIFOOpen(t, cmd.Process.Pid)
+		if err := os.WriteFile(fifo, orig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("exit: %v, want 0; stderr %q", err, errb.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("still running 10 s after the writer closed")
+		}
+		if got := parseExposition(t, out.String()).sum("dnstt_queries_total"); got != 414 {
+			t.Errorf("queries = %v, want 414", got)
+		}
+	})
 }
 
 // freeLoopbackAddr returns a loopback TCP port that was free a moment ago.
@@ -1587,6 +1693,9 @@ func TestLiveStartErrors(t *testing.T) {
 	}{
 		{"listen address in use", []string{"-web.listen-address", busy.Addr().String(), "-capture.interface", "lo"},
 			[]string{"-web.listen-address", "address already in use"}},
+		// A documentation address parses but is on no interface here.
+		{"listen address not local", []string{"-web.listen-address", "192.0.2.1:9713", "-capture.interface", "lo"},
+			[]string{"-web.listen-address", "192.0.2.1:9713", "cannot assign requested address"}},
 		{"no such interface", []string{"-web.listen-address", freeLoopbackAddr(t), "-capture.interface", "nosuchif0"},
 			[]string{"nosuchif0"}},
 	}
@@ -1930,20 +2039,27 @@ func TestFileModeGeoIPSynthetic(t *testing.T) {
 	t.Run("damaged country database", func(t *testing.T) {
 		// damaged.mmdb opens and finds the records of its ranges, whose
 		// decoding fails: those resolvers fall back to ZZ (the ASN
-		// database still answers). geo.go caches no failed lookup, so
-		// every dnstt datagram of such a resolver counts one error.
+		// database still answers). geo.go caches a failed lookup like a
+		// good one, so each such resolver counts one error, and one more
+		// only if another resolver took its address-cache slot (random
+		// seed: two of 17 addresses share one of 65,536 slots rarely).
 		c := geoDBFlags{flags: []string{"-geoip.country-database", "testdata/geo/damaged.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb"}, hasCountry: true, hasASN: true}
 		want := geoExpect(clients, pkts, func(i int) geoSeriesKey { return c.key("ZZ", resolvers[i].asn) })
-		errs := 0
+		datagrams, damaged := 0, 0
 		for _, pk := range pkts {
 			if resolvers[pk.client].damaged {
-				errs++
+				datagrams++
+			}
+		}
+		for _, r := range resolvers {
+			if r.damaged {
+				damaged++
 			}
 		}
 		e := runExposition(t, p, c.flags...)
 		checkGeoSeries(t, e, plain, want)
-		if got := e.sum("dnstt_exporter_geoip_errors_total", `database="country"`); got != float64(errs) {
-			t.Errorf("geoip errors of country = %v, want %d (every datagram of a resolver in a damaged range)", got, errs)
+		if got := e.sum("dnstt_exporter_geoip_errors_total", `database="country"`); got < float64(damaged) || got >= float64(datagrams) {
+			t.Errorf("geoip errors of country = %v, want %d (one per resolver in a damaged range; %d datagrams)", got, damaged, datagrams)
 		}
 		if got := e.sum("dnstt_exporter_geoip_errors_total", `database="asn"`); got != 0 {
 			t.Errorf("geoip errors of asn = %v, want 0", got)

@@ -32,6 +32,7 @@ type metricsConfig struct {
 	geo            *geoResolver  // nil without GeoIP
 	fileMode       bool          // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
 	now            func() int64  // the sessions' clock, for a scrape-time sweep; nil = no sweep
+	http           *httpStats    // the HTTP server's bounds; nil in file mode
 }
 
 // metricFamily is a metric family of the exposition.
@@ -57,6 +58,8 @@ const (
 	famGeoFolded
 	famGeoLabelSets
 	famConfigReloadFailures
+	famHTTPConnsRefused
+	famHTTPRequestsRejected
 	famBuildInfo
 	famDomainInfo
 	famProcessCPU
@@ -129,7 +132,7 @@ var families = [familyCount]familyDesc{
 		"dnstt queries of sessions not tracked because -sessions.max was reached;" +
 			" they count in queries and bytes but not in active, peak or sessions."},
 	famGeoErrors: {"dnstt_exporter_geoip_errors_total", "counter",
-		"GeoIP lookups that failed, by database."},
+		"GeoIP lookups that failed, by database. A failed address is cached like any other (as ZZ or asn 0) and counts once per cache entry."},
 	famGeoReloadFailures: {"dnstt_exporter_geoip_reload_failures_total", "counter",
 		"GeoIP database reloads that failed and kept the previously loaded file, by database."},
 	famGeoBuildTime: {"dnstt_exporter_geoip_build_timestamp_seconds", "gauge",
@@ -142,6 +145,10 @@ var families = [familyCount]familyDesc{
 			" new combinations count under asn 0 of their country."},
 	famConfigReloadFailures: {"dnstt_exporter_config_reload_failures_total", "counter",
 		"Reloads of the -dnstm.config file (SIGHUP) that failed and kept the tunnel domains in force."},
+	famHTTPConnsRefused: {"dnstt_exporter_http_connections_refused_total", "counter",
+		"HTTP connections closed as soon as they were accepted because -web.max-connections were open."},
+	famHTTPRequestsRejected: {"dnstt_exporter_http_requests_rejected_total", "counter",
+		"HTTP requests answered 503 because -web.max-requests were being served."},
 	famBuildInfo: {"dnstt_exporter_build_info", "gauge",
 		"Always 1, labelled by the exporter's version, VCS revision, Go version, and the OS and architecture it was built for."},
 	famDomainInfo: {"dnstt_exporter_domain_info", "gauge",
@@ -661,6 +668,12 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 	if rf := m.cfg.reloadFailures; rf != nil {
 		dst = appendHeader(dst, famConfigReloadFailures)
 		dst = appendUintSample(dst, famConfigReloadFailures, "", "", rf.Load())
+	}
+	if hs := m.cfg.http; hs != nil {
+		dst = appendHeader(dst, famHTTPConnsRefused)
+		dst = appendUintSample(dst, famHTTPConnsRefused, "", "", hs.refusedConns.Load())
+		dst = appendHeader(dst, famHTTPRequestsRejected)
+		dst = appendUintSample(dst, famHTTPRequestsRejected, "", "", hs.rejectedRequests.Load())
 	}
 	dst = append(dst, m.buildInfo...)
 	dst = append(dst, m.currentDomainInfo()...)

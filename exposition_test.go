@@ -436,13 +436,12 @@ func TestExpositionOrderCache(t *testing.T) {
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 10, domains: 2, geoIDs: len(testGeoLabels)})
 	m := newMetrics(cfg)
 	m.appendText(nil)
-	o := m.order.Load()
 	cfg.sessions.query(testSessionPacket(dirQuery, 0, 1, 10), 0, 0) // a set already listed
 	m.appendText(nil)
 	if o2 := m.order.Load(); len(o2.sets) != 2 {
 		t.Errorf("%d sets listed, want 2", len(o2.sets))
 	}
-	o = m.order.Load()
+	o := m.order.Load()
 	m.appendText(nil)
 	if m.order.Load() != o {
 		t.Errorf("order rebuilt without new label sets")

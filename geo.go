@@ -157,10 +157,19 @@ type geoDB struct {
 	ipv4Only bool // ip_version 4: the reader refuses IPv6 lookups with an error
 
 	// mu guards records, the record-offset cache: a record is decoded
-	// once however many addresses share it. Capture goroutines missing
-	// the address cache at once mostly read it, hence the RWMutex.
+	// once however many addresses share it, and a record that fails to
+	// decode fails once, however many addresses (spoofed sources in a
+	// damaged range) lead to it. Capture goroutines missing the address
+	// cache at once mostly read it, hence the RWMutex.
 	mu      sync.RWMutex
-	records map[uintptr]geoRecord
+	records map[uintptr]geoDecoded
+}
+
+// geoDecoded is a record-offset cache entry: the decoded fields, or the
+// error decoding them gave. Size: 24 bytes.
+type geoDecoded struct {
+	rec geoRecord
+	err error
 }
 
 // geoState is one generation of open databases. A reload publishes a new
@@ -335,7 +344,7 @@ func openGeoDB(path string) (*geoDB, error) {
 		reader:   r,
 		caps:     caps,
 		ipv4Only: r.Metadata.IPVersion == 4,
-		records:  make(map[uintptr]geoRecord),
+		records:  make(map[uintptr]geoDecoded),
 	}, nil
 }
 
@@ -457,7 +466,9 @@ type ipinfoRecord struct {
 }
 
 // lookup returns the fields of the record for addr: from the record cache,
-// or decoded once per record offset.
+// or decoded once per record offset. A decoding error is cached like the
+// fields, under the same bound; an error of the search tree walk is not
+// (it has no record offset), the address cache holds that.
 func (d *geoDB) lookup(addr netip.Addr) (geoRecord, error) {
 	if d.ipv4Only && addr.Is6() {
 		// Not in the database, rather than the reader's error.
@@ -472,22 +483,22 @@ func (d *geoDB) lookup(addr netip.Addr) (geoRecord, error) {
 	}
 	off := res.Offset()
 	d.mu.RLock()
-	rec, ok := d.records[off]
+	c, ok := d.records[off]
 	d.mu.RUnlock()
 	if ok {
-		return rec, nil
+		return c.rec, c.err
 	}
 	rec, err := d.decode(res)
 	if err != nil {
-		return geoRecord{}, err
+		rec = geoRecord{}
 	}
 	d.mu.Lock()
 	if len(d.records) >= geoRecordCacheMax {
 		clear(d.records)
 	}
-	d.records[off] = rec
+	d.records[off] = geoDecoded{rec: rec, err: err}
 	d.mu.Unlock()
-	return rec, nil
+	return rec, err
 }
 
 // decode reads the label fields of the record res found.
@@ -585,17 +596,17 @@ func (g *geoResolver) slot(hi, lo uint64) uint64 {
 }
 
 // miss resolves addr through the databases of st, interns the result and
-// caches it in e. A lookup that failed is not cached, so each failing
-// lookup counts in stats.errors.
+// caches it in e. A lookup that failed is cached like one that succeeded,
+// as the label set it fell back to (ZZ or asn 0), so a failing address
+// costs a full lookup and counts in stats.errors once per cache entry:
+// again only after its slot was taken by another address or a reload.
 func (g *geoResolver) miss(st *geoState, addr netip.Addr, hi, lo uint64, e *geoCacheEntry) geoID {
 	rec := geoRecord{country: geoUnknownCountry}
-	ok := true
 	cd, ad := st.dbs[geoCountry], st.dbs[geoASN]
 	if cd != nil {
 		r, err := cd.lookup(addr)
 		switch {
 		case err != nil:
-			ok = false
 			g.stats.errors[geoCountry].Add(1)
 			if ad == cd {
 				g.stats.errors[geoASN].Add(1)
@@ -609,7 +620,6 @@ func (g *geoResolver) miss(st *geoState, addr netip.Addr, hi, lo uint64, e *geoC
 	if ad != nil && ad != cd {
 		r, err := ad.lookup(addr)
 		if err != nil {
-			ok = false
 			g.stats.errors[geoASN].Add(1)
 		} else {
 			rec.asn = r.asn
@@ -627,9 +637,7 @@ func (g *geoResolver) miss(st *geoState, addr netip.Addr, hi, lo uint64, e *geoC
 		g.stats.folded.Add(1)
 		v |= geoValFolded
 	}
-	if ok {
-		e.store(hi, lo, v)
-	}
+	e.store(hi, lo, v)
 	return id
 }
 

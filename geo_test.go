@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -305,9 +306,24 @@ func TestGeoDamaged(t *testing.T) {
 		wantErrors uint64 // country lookup errors after this lookup
 	}{
 		{"damaged record", "198.51.100.1", "ZZ", "64500", 1},
-		{"damaged record again: failures are not cached", "198.51.100.1", "ZZ", "64500", 2},
-		{"damaged record through IPv6", "2001:db8:1::1", "ZZ", "64502", 3},
+		{"damaged record again: the failure is cached", "198.51.100.1", "ZZ", "64500", 1},
+		{"damaged record through IPv6", "2001:db8:1::1", "ZZ", "64502", 2},
+		{"same damaged record, another address: a new cache entry", "198.51.100.2", "ZZ", "64500", 3},
+		{"first address still cached", "198.51.100.1", "ZZ", "64500", 3},
+		{"IPv4-mapped form of a cached address", "::ffff:198.51.100.2", "ZZ", "64500", 3},
 		{"not found: no record to decode", "192.0.2.1", "ZZ", "0", 3},
+	}
+	// A fixed seed under which the addresses take distinct slots, so that
+	// none evicts another and the counts are exact.
+	g.seed = 1
+	slots := map[uint64]string{}
+	for _, tt := range tests {
+		a := netip.MustParseAddr(tt.addr).Unmap()
+		hi, lo := geoAddrKey(a)
+		if o, ok := slots[g.slot(hi, lo)]; ok && o != a.String() {
+			t.Fatalf("%s and %s share a cache slot under seed %d: pick another seed", o, a, g.seed)
+		}
+		slots[g.slot(hi, lo)] = a.String()
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -322,6 +338,50 @@ func TestGeoDamaged(t *testing.T) {
 				t.Errorf("errors[asn] = %d, want 0", got)
 			}
 		})
+	}
+	// The record cache holds the failure: both damaged records once.
+	d := g.state.Load().dbs[geoCountry]
+	d.mu.RLock()
+	failed := 0
+	for _, c := range d.records {
+		if c.err != nil {
+			failed++
+		}
+	}
+	d.mu.RUnlock()
+	if failed != 2 {
+		t.Errorf("record cache holds %d failed records, want 2 (198.51.100.0/24 and 2001:db8:1::/48)", failed)
+	}
+}
+
+// TestGeoDamagedCacheBound checks that failures share the address cache's
+// bound: a flood of distinct sources in a damaged range keeps at most
+// geoCacheSize addresses and one failed record, and counts one error per
+// lookup that missed the address cache.
+func TestGeoDamagedCacheBound(t *testing.T) {
+	g := openGeoTest(t, geoConfig{countryPath: geoFixture("damaged.mmdb")})
+	base := netip.MustParseAddr("2001:db8:1::").As16()
+	const n = 3 * geoCacheSize
+	for i := range uint64(n) {
+		a := base
+		binary.BigEndian.PutUint64(a[8:], i)
+		g.lookup(netip.AddrFrom16(a))
+	}
+	if got := g.stats.errors[geoCountry].Load(); got != n {
+		t.Errorf("errors = %d after %d distinct addresses, want %d", got, n, n)
+	}
+	d := g.state.Load().dbs[geoCountry]
+	if len(d.records) != 1 {
+		t.Errorf("record cache has %d entries, want 1", len(d.records))
+	}
+	// The last addresses looked up are cached: looking them up again
+	// counts nothing new, unless a later address took the slot.
+	before := g.stats.errors[geoCountry].Load()
+	a := base
+	binary.BigEndian.PutUint64(a[8:], n-1)
+	g.lookup(netip.AddrFrom16(a))
+	if got := g.stats.errors[geoCountry].Load(); got != before {
+		t.Errorf("errors = %d after looking up the last address again, want %d", got, before)
 	}
 }
 
@@ -904,6 +964,31 @@ func BenchmarkGeoLookupMissBoth(b *testing.B) {
 func BenchmarkGeoLookupMissIPinfo(b *testing.B) {
 	f := geoFixture("ipinfo-lite.mmdb")
 	benchmarkGeoMiss(b, geoConfig{countryPath: f, asnPath: f})
+}
+
+// BenchmarkGeoLookupSpoofedDamaged is a spoofed-source flood into a range
+// whose record fails to decode: with the failure cached by record offset,
+// a never-repeating source costs the address hash, the tree walk and a
+// record cache read, not a failing decode. Sub-benchmarks: every source
+// new, and sources cycling through 4096 addresses (the address cache hit).
+func BenchmarkGeoLookupSpoofedDamaged(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		mask uint64
+	}{{"distinct", math.MaxUint64}, {"repeating4096", 4095}} {
+		b.Run(bc.name, func(b *testing.B) {
+			g := openGeoTest(b, geoConfig{countryPath: geoFixture("damaged.mmdb"), asnPath: geoFixture("asn.mmdb")})
+			base := netip.MustParseAddr("2001:db8:1::").As16()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := uint64(0); b.Loop(); i++ {
+				a := base
+				binary.BigEndian.PutUint64(a[8:], i&bc.mask) // all in 2001:db8:1::/48, damaged
+				sinkGeoID = g.lookup(netip.AddrFrom16(a))
+			}
+			b.ReportMetric(float64(g.stats.errors[geoCountry].Load())/float64(b.N), "errors/op")
+		})
+	}
 }
 
 // BenchmarkGeoLookupSpoofed is a flood of never-repeating sources: every

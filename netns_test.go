@@ -691,10 +691,9 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	done := startCommand(t, cmd)
-	var body []byte
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if body, err = httpGetInNetns(ns, listen, "/metrics"); err == nil {
+		if _, err = httpGetInNetns(ns, listen, "/metrics"); err == nil {
 			break
 		}
 	}
@@ -714,6 +713,7 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 
 	want := sendPlan(t, ns, testPlan("127.0.0.1", "::1"))
 	var s map[string]float64
+	var body []byte
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if body, err = httpGetInNetns(ns, listen, "/metrics"); err != nil {
 			t.Fatalf("scrape: %v", err)
@@ -893,4 +893,204 @@ func TestCaptureStopLatency(t *testing.T) {
 // decides.
 func captureNeedsDedup(cfg captureConfig) bool {
 	return len(cfg.interfaces) != 1
+}
+
+// startExporterInNetns runs the test binary in namespace ns with args and
+// the listen address 127.0.0.1:9713 there, and waits until it serves; it
+// returns the process (ip netns exec execs the exporter in place), the
+// exit channel and the buffer that collects standard error.
+func startExporterInNetns(t *testing.T, ns string, args ...string) (*os.Process, <-chan error, *syncBuffer) {
+	t.Helper()
+	args = append([]string{"netns", "exec", ns, testBinary, "-dnstt.domain", "t.example.com",
+		"-web.listen-address", "127.0.0.1:9713"}, args...)
+	cmd := exec.Command("ip", args...)
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	done := startCommand(t, cmd)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := httpGetInNetns(ns, "127.0.0.1:9713", "/metrics"); err == nil {
+			return cmd.Process, done, stderr
+		} else if time.Now().After(deadline) {
+			t.Fatalf("exporter in %s not serving after 10 s: %v; stderr: %s", ns, err, stderr.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writing process and a reading
+// test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written.
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitSeries scrapes the exporter in ns until family name sums to at
+// least want (or 10 s pass), waits for the ring's last block to be handed
+// over, and returns the next scrape.
+func waitSeries(t *testing.T, ns, name string, want int) map[string]float64 {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		body, err := httpGetInNetns(ns, "127.0.0.1:9713", "/metrics")
+		if err != nil {
+			t.Fatalf("scrape: %v", err)
+		}
+		if got, _ := sumFamily(parseSeries(body), name); got >= float64(want) {
+			break
+		}
+	}
+	time.Sleep(3 * ringRetireTimeoutMs * time.Millisecond)
+	body, err := httpGetInNetns(ns, "127.0.0.1:9713", "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	return parseSeries(body)
+}
+
+// checkSeriesTotals asserts the dnstt totals of a scrape.
+func checkSeriesTotals(t *testing.T, s map[string]float64, queries, bytesIn, bytesOut int) {
+	t.Helper()
+	for _, c := range []struct {
+		name string
+		want int
+	}{
+		{"dnstt_queries_total", queries},
+		{"dnstt_bytes_in_total", bytesIn},
+		{"dnstt_bytes_out_total", bytesOut},
+		{"dnstt_exporter_packets_dropped_total", 0},
+	} {
+		if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
+			t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)
+		}
+	}
+}
+
+// restoreVethRoutes puts back what taking vs down flushed: its IPv6
+// address and the routes over the pair.
+func restoreVethRoutes(t *testing.T, srv, cli string) {
+	t.Helper()
+	for _, c := range [][]string{
+		{"-n", srv, "-6", "addr", "replace", "2001:db8::1/64", "dev", "vs", "nodad"},
+		{"-n", srv, "route", "replace", "198.51.100.0/24", "dev", "vs"},
+		{"-n", srv, "-6", "route", "replace", "2001:db8:1::/64", "dev", "vs"},
+		{"-n", cli, "route", "replace", "192.0.2.0/24", "dev", "vc"},
+		{"-n", cli, "-6", "route", "replace", "2001:db8::/64", "dev", "vc"},
+	} {
+		runCmd(t, "ip", c...)
+	}
+}
+
+// TestExporterInterfaceFaults runs the program on a veth pair and changes
+// the interfaces under it. The behaviour the README's "Interface faults"
+// states:
+//   - a captured interface set down and up again: the exporter keeps
+//     running and counting; datagrams while it is down never reach it and
+//     are not counted;
+//   - a named interface deleted: exit 1 with one error line naming it;
+//   - capturing all interfaces: one created after start is captured, and
+//     one deleted changes nothing for the others.
+func TestExporterInterfaceFaults(t *testing.T) {
+	requireRoot(t)
+	t.Run("named", func(t *testing.T) {
+		srv, cli := newVethPair(t)
+		startResponder(t, srv, "[::]:53")
+		_, done, stderr := startExporterInNetns(t, srv, "-capture.interface", "vs")
+
+		first := sendPlan(t, cli, testPlan("192.0.2.1", "2001:db8::1"))
+		s := waitSeries(t, srv, "dnstt_queries_total", first.queries)
+		checkSeriesTotals(t, s, first.queries, first.bytesIn, first.bytesOut)
+
+		runCmd(t, "ip", "-n", srv, "link", "set", "vs", "down")
+		// A query during the gap: vc has no carrier, the veth drops it.
+		gap := dnsttQuery(999, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, 10, "t.example.com")
+		sendPlan(t, cli, []planQuery{{server: "192.0.2.1:53", msg: gap}})
+		time.Sleep(2 * ringPollMs * time.Millisecond) // the reader sees ENETDOWN
+		runCmd(t, "ip", "-n", srv, "link", "set", "vs", "up")
+		restoreVethRoutes(t, srv, cli)
+		select {
+		case err := <-done:
+			t.Fatalf("exporter exited after down/up: %v; stderr: %s", err, stderr.String())
+		default:
+		}
+		second := sendPlan(t, cli, testPlan("192.0.2.1", "2001:db8::1"))
+		s = waitSeries(t, srv, "dnstt_queries_total", first.queries+second.queries)
+		checkSeriesTotals(t, s, first.queries+second.queries, first.bytesIn+second.bytesIn, first.bytesOut+second.bytesOut)
+		if got, _ := sumFamily(s, "dnstt_sessions_total"); got != float64(first.sessions) {
+			t.Errorf("dnstt_sessions_total = %v, want %d (the gap query's session is not seen)", got, first.sessions)
+		}
+
+		runCmd(t, "ip", "-n", srv, "link", "del", "vs")
+		select {
+		case err := <-done:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Errorf("exit after the interface was deleted: %v, want status 1", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("exporter still running 5 s after its interface was deleted")
+		}
+		var errLines []string
+		for line := range strings.Lines(stderr.String()) {
+			if strings.Contains(line, "level=ERROR") {
+				errLines = append(errLines, line)
+			}
+		}
+		if len(errLines) != 1 || !strings.Contains(errLines[0], "capture on vs: interface was removed") {
+			t.Errorf("error lines %q, want one naming vs and the removal; stderr:\n%s", errLines, stderr.String())
+		}
+	})
+
+	t.Run("all interfaces", func(t *testing.T) {
+		srv, cli := newVethPair(t)
+		startResponder(t, srv, "[::]:53")
+		proc, done, stderr := startExporterInNetns(t, srv) // all interfaces
+
+		// A second pair, created after start, on its own addresses.
+		runCmd(t, "ip", "link", "add", "vs2", "netns", srv, "type", "veth", "peer", "name", "vc2", "netns", cli)
+		for _, c := range [][]string{
+			{"-n", srv, "addr", "add", "203.0.113.1/24", "dev", "vs2"},
+			{"-n", srv, "-6", "addr", "add", "2001:db8:3::1/64", "dev", "vs2", "nodad"},
+			{"-n", srv, "link", "set", "vs2", "up"},
+			{"-n", cli, "addr", "add", "203.0.113.10/24", "dev", "vc2"},
+			{"-n", cli, "-6", "addr", "add", "2001:db8:3::10/64", "dev", "vc2", "nodad"},
+			{"-n", cli, "link", "set", "vc2", "up"},
+		} {
+			runCmd(t, "ip", c...)
+		}
+		late := sendPlan(t, cli, testPlan("203.0.113.1", "2001:db8:3::1"))
+		s := waitSeries(t, srv, "dnstt_queries_total", late.queries)
+		checkSeriesTotals(t, s, late.queries, late.bytesIn, late.bytesOut)
+		if got, _ := sumFamily(s, "dnstt_exporter_packets_duplicate_total"); got != 0 {
+			t.Errorf("duplicates = %v, want 0 (each datagram passes one interface)", got)
+		}
+
+		// Deleted while capturing all: the others go on.
+		runCmd(t, "ip", "-n", srv, "link", "del", "vs2")
+		time.Sleep(ringStatsEveryNs * time.Nanosecond) // the reader's periodic checks run
+		first := sendPlan(t, cli, testPlan("192.0.2.1", "2001:db8::1"))
+		s = waitSeries(t, srv, "dnstt_queries_total", late.queries+first.queries)
+		checkSeriesTotals(t, s, late.queries+first.queries, late.bytesIn+first.bytesIn, late.bytesOut+first.bytesOut)
+
+		proc.Signal(unix.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("exit after SIGTERM: %v, want 0; stderr: %s", err, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("no exit within 10 s of SIGTERM")
+		}
+	})
 }

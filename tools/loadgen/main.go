@@ -1,6 +1,7 @@
-// Command loadgen sends dnstt-shaped DNS queries at a fixed packet rate for
-// a bounded time and count, to measure dnstt_exporter's live capture (see
-// run.sh). It only sends to loopback or documentation addresses
+// Command loadgen sends dnstt-shaped DNS queries, or with -responses the
+// server's answers to them, at a fixed packet rate for a bounded time and
+// count, to measure dnstt_exporter's live capture (see run.sh). It only
+// sends from and to loopback or documentation addresses
 // (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32): run it
 // inside a network namespace joined to the server's by a veth.
 package main
@@ -46,6 +47,8 @@ type config struct {
 	clients  int
 	domain   string
 	batch    int
+	source   netip.AddrPort // bound before connect; zero = any
+	response bool           // send responses (QR=1, a TXT answer) instead of queries
 }
 
 func parseFlags(args []string) (config, error) {
@@ -57,6 +60,8 @@ func parseFlags(args []string) (config, error) {
 	clients := fs.Int("clients", 1000, "distinct dnstt ClientIDs (sessions)")
 	domain := fs.String("domain", "t.example.com", "tunnel domain")
 	batch := fs.Int("batch", 64, "datagrams per sendmmsg call")
+	source := fs.String("source", "", "bind to this address:port before sending (loopback or documentation addresses only; default any)")
+	responses := fs.Bool("responses", false, "send dnstt responses (QR=1, a TXT answer of 50 to 1000 bytes) instead of queries; run it from the server's address and port 53")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -67,7 +72,15 @@ func parseFlags(args []string) (config, error) {
 	if !allowedTarget(ap.Addr()) {
 		return config{}, fmt.Errorf("-target %q: only loopback and documentation addresses are allowed", *target)
 	}
-	c := config{target: ap, rate: *rate, duration: *duration, count: *count, clients: *clients, domain: *domain, batch: *batch}
+	c := config{target: ap, rate: *rate, duration: *duration, count: *count, clients: *clients, domain: *domain, batch: *batch, response: *responses}
+	if *source != "" {
+		if c.source, err = netip.ParseAddrPort(*source); err != nil {
+			return config{}, fmt.Errorf("-source %q: %w", *source, err)
+		}
+		if !allowedTarget(c.source.Addr()) {
+			return config{}, fmt.Errorf("-source %q: only loopback and documentation addresses are allowed", *source)
+		}
+	}
 	switch {
 	case c.rate <= 0 || c.rate > maxRate:
 		return c, fmt.Errorf("-rate %d: want 1..%d", c.rate, maxRate)
@@ -126,6 +139,37 @@ func dnsttQuery(id uint16, cid uint64, payloadLen int, domain string) []byte {
 	return append(b, 0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0) // OPT 4096
 }
 
+// responseLens are the TXT data sizes of the responses, cycled: dnstt's
+// downstream answers run from short acknowledgements to the 1232-byte
+// default maximum response size.
+var responseLens = [...]int{50, 200, 500, 1000}
+
+// dnsttResponse returns the server's answer to q (from dnsttQuery): QR,
+// AA and RD, the question, and one TXT record of txtLen data bytes in
+// character-strings of up to 255; no OPT record.
+func dnsttResponse(q []byte, txtLen int) []byte {
+	qend := 12
+	for q[qend] != 0 {
+		qend += 1 + int(q[qend])
+	}
+	qend += 1 + 4 // root label, type, class
+	b := append([]byte(nil), q[:2]...)
+	b = append(b, 0x85, 0x00, 0, 1, 0, 1, 0, 0, 0, 0) // QR AA RD, NOERROR; QD 1, AN 1
+	b = append(b, q[12:qend]...)
+	rdlen := txtLen + (txtLen+254)/255
+	b = append(b, 0xc0, 12, 0, 16, 0, 1, 0, 0, 0, 60) // name → question, TXT, IN, TTL 60
+	b = binary.BigEndian.AppendUint16(b, uint16(rdlen))
+	for left := txtLen; left > 0; {
+		n := min(left, 255)
+		b = append(b, byte(n))
+		for i := range n {
+			b = append(b, byte('a'+i%26))
+		}
+		left -= n
+	}
+	return b
+}
+
 // mmsghdr is struct mmsghdr (include/linux/socket.h) for sendmmsg(2).
 type mmsghdr struct {
 	hdr unix.Msghdr
@@ -150,6 +194,19 @@ func run(args []string) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20); err != nil {
 		return os.NewSyscallError("setsockopt SO_SNDBUF", err)
 	}
+	if c.source.IsValid() {
+		// Several generators may answer from the server's port 53.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return os.NewSyscallError("setsockopt SO_REUSEPORT", err)
+		}
+		var la unix.Sockaddr = &unix.SockaddrInet4{Port: int(c.source.Port()), Addr: c.source.Addr().Unmap().As4()}
+		if family == unix.AF_INET6 {
+			la = &unix.SockaddrInet6{Port: int(c.source.Port()), Addr: c.source.Addr().As16()}
+		}
+		if err := unix.Bind(fd, la); err != nil {
+			return os.NewSyscallError("bind", err)
+		}
+	}
 	if err := unix.Connect(fd, sa); err != nil {
 		return os.NewSyscallError("connect", err)
 	}
@@ -160,6 +217,9 @@ func run(args []string) error {
 	for i := range msgs {
 		cid := uint64(i%c.clients)*0x9E3779B97F4A7C15 | 1
 		msgs[i] = dnsttQuery(uint16(i), cid, []int{0, 40, 100, 130}[i%4], c.domain)
+		if c.response {
+			msgs[i] = dnsttResponse(msgs[i], responseLens[(i/4)%len(responseLens)])
+		}
 	}
 	iovs := make([]unix.Iovec, c.batch)
 	hdrs := make([]mmsghdr, c.batch)

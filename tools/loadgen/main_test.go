@@ -41,6 +41,9 @@ func TestParseFlagsBounds(t *testing.T) {
 		{"rate too high", []string{"-rate", "3000000"}, false},
 		{"too long", []string{"-duration", "1h"}, false},
 		{"batch too big", []string{"-batch", "1000"}, false},
+		{"documentation source", []string{"-source", "192.0.2.1:53", "-responses"}, true},
+		{"public source", []string{"-source", "8.8.8.8:53"}, false},
+		{"bad source", []string{"-source", "192.0.2.1"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,6 +66,25 @@ func TestDNSTTQueryShape(t *testing.T) {
 		}
 		if q[12] > 63 {
 			t.Errorf("payload %d: first label %d bytes", payload, q[12])
+		}
+	}
+}
+
+func TestDNSTTResponseShape(t *testing.T) {
+	q := dnsttQuery(7, 0x0102030405060708, 40, "t.example.com")
+	for _, n := range responseLens {
+		r := dnsttResponse(q, n)
+		if r[0] != q[0] || r[1] != q[1] || r[2]&0x80 == 0 {
+			t.Fatalf("txt %d: header % x, want the query's ID and QR set", n, r[:4])
+		}
+		// header + question (the query's, without its 11-byte OPT) +
+		// answer (pointer, type, class, TTL, rdlength) + rdata.
+		want := len(q) - 11 + 12 + n + (n+254)/255
+		if len(r) != want {
+			t.Errorf("txt %d: response of %d bytes, want %d", n, len(r), want)
+		}
+		if len(r) > 1232 {
+			t.Errorf("txt %d: %d bytes, over dnstt's default maximum of 1232", n, len(r))
 		}
 	}
 }

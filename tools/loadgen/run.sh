@@ -7,11 +7,17 @@
 # only), runs the exporter in the server namespace on the veth with the
 # default ring, sends dnstt-shaped queries from the client namespace at each
 # rate for DURATION seconds (default 30), and prints per rate: packets sent
-# and received, kernel drops, and the exporter's CPU seconds (user+sys from
-# /proc/<pid>/stat) per million packets. Everything is removed at the end.
+# and received, queries and responses counted, kernel drops, and the
+# exporter's CPU seconds (user+sys from /proc/<pid>/stat) per million
+# packets. Everything is removed at the end.
 # Environment: DURATION (s), CLIENTS (sessions), IFACE (vs, or "all"),
 # PROCS (parallel generator processes sharing the rate; default 1),
-# BUFFER (-capture.buffer-size; default the exporter's, 4 MiB).
+# BUFFER (-capture.buffer-size; default the exporter's, 4 MiB),
+# RESPONSES=1: both directions, as on a real server: the rate is the total
+# through the ring, half queries from the client namespace to 192.0.2.1:53,
+# half responses from 192.0.2.1:53 in the server namespace back to each
+# query generator's port (which takes them without an ICMP error); PROCS
+# query generators and PROCS response generators then share the rate.
 set -eu
 
 DURATION=${DURATION:-30}
@@ -19,6 +25,7 @@ CLIENTS=${CLIENTS:-1000}
 IFACE=${IFACE:-vs}
 PROCS=${PROCS:-1}
 BUFFER=${BUFFER:-}
+RESPONSES=${RESPONSES:-0}
 RATES=${*:-100000}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -83,19 +90,29 @@ until scrape >"$work/m" 2>/dev/null; do
 done
 
 hz=$(getconf CLK_TCK)
-printf '%-9s %-10s %-10s %-10s %-8s %-9s %s\n' rate/s sent received queries dropped cpu_s cpu_s/Mpkt
+printf '%-9s %-10s %-10s %-10s %-10s %-8s %-9s %s\n' rate/s sent received queries responses dropped cpu_s cpu_s/Mpkt
 for rate in $RATES; do
 	scrape >"$work/m"
 	r0=$(metric dnstt_exporter_packets_received_total)
 	d0=$(metric dnstt_exporter_packets_dropped_total)
 	q0=$(metric dnstt_queries_total)
+	i0=$(metric dnstt_exporter_packets_ignored_total)
+	u0=$(metric dnstt_exporter_packets_duplicate_total)
 	c0=$(cputicks)
 	n=0
 	gens=
+	share=$((rate / PROCS))
+	[ "$RESPONSES" = 1 ] && share=$((rate / PROCS / 2))
 	while [ $n -lt "$PROCS" ]; do
-		ip netns exec "$cli" "$work/loadgen" -target 192.0.2.1:53 -rate $((rate / PROCS)) \
-			-duration "${DURATION}s" -clients "$CLIENTS" >"$work/gen.$n" &
+		port=$((5300 + n))
+		ip netns exec "$cli" "$work/loadgen" -target 192.0.2.1:53 -source 198.51.100.10:$port \
+			-rate $share -duration "${DURATION}s" -clients "$CLIENTS" >"$work/gen.q$n" &
 		gens="$gens $!"
+		if [ "$RESPONSES" = 1 ]; then
+			ip netns exec "$srv" "$work/loadgen" -responses -source 192.0.2.1:53 -target 198.51.100.10:$port \
+				-rate $share -duration "${DURATION}s" -clients "$CLIENTS" >"$work/gen.r$n" &
+			gens="$gens $!"
+		fi
 		n=$((n + 1))
 	done
 	# shellcheck disable=SC2086 # a list of pids
@@ -106,11 +123,14 @@ for rate in $RATES; do
 	r1=$(metric dnstt_exporter_packets_received_total)
 	d1=$(metric dnstt_exporter_packets_dropped_total)
 	q1=$(metric dnstt_queries_total)
+	i1=$(metric dnstt_exporter_packets_ignored_total)
+	u1=$(metric dnstt_exporter_packets_duplicate_total)
 	sent=$(cat "$work"/gen.* | awk '{ s += $3 } END { print s }')
 	rm -f "$work"/gen.*
+	# Responses counted: received, less ignored, duplicates and queries.
 	awk -v rate="$rate" -v sent="$sent" -v r=$((r1 - r0)) -v q=$((q1 - q0)) -v d=$((d1 - d0)) \
-		-v c=$((c1 - c0)) -v hz="$hz" 'BEGIN {
+		-v resp=$((r1 - r0 - (i1 - i0) - (u1 - u0) - (q1 - q0))) -v c=$((c1 - c0)) -v hz="$hz" 'BEGIN {
 		cpu = c / hz
-		printf "%-9d %-10d %-10d %-10d %-8d %-9.2f %.3f\n", rate, sent, r, q, d, cpu, (r > 0 ? cpu / (r / 1e6) : 0)
+		printf "%-9d %-10d %-10d %-10d %-10d %-8d %-9.2f %.3f\n", rate, sent, r, q, resp, d, cpu, (r > 0 ? cpu / (r / 1e6) : 0)
 	}'
 done
