@@ -815,7 +815,7 @@ func startTestServer(t *testing.T, cfg *config, h http.Handler) string {
 	if h == nil {
 		pl := newPipeline(cfg, nil, false)
 		clock := newMonoClock()
-		h = newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, capture: pl.stats, now: clock.now})
+		h = newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, pending: pl.pending, resolvers: pl.resolvers, capture: pl.stats, now: clock.now})
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -1564,7 +1564,7 @@ func TestReplayParallel(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				m := newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, capture: pl.stats, fileMode: true, now: func() int64 { return last }})
+				m := newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, pending: pl.pending, resolvers: pl.resolvers, capture: pl.stats, fileMode: true, now: func() int64 { return last }})
 				outs[i] = fmt.Sprintf("records %d, last %d\n%s", n, last, m.appendText(nil))
 			}
 			if outs[0] != outs[1] {

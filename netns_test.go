@@ -362,6 +362,8 @@ func startCaptureOf(t *testing.T, ns string, cfg captureConfig, domains []tunnel
 	if domains != nil {
 		pl.dec = newDecoder(domains, cfg.port)
 		pl.sessions = newSessionTable(sessionConfig{window: 30 * time.Second, max: 10000, domains: len(domains), geoIDs: 1})
+		pl.pending = newPendingTable(defaultPendingMax, len(domains))
+		pl.resolvers = newResolverTable(defaultResolversMax, pl.sessions)
 	}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
@@ -399,10 +401,12 @@ func waitReceived(t *testing.T, pl *pipeline, want uint64) {
 // scrape returns the exposition of pl's counters as series → value.
 func scrape(pl *pipeline) map[string]float64 {
 	m := newMetrics(metricsConfig{
-		domains:  pl.dec.domains.domains,
-		sessions: pl.sessions,
-		capture:  pl.stats,
-		now:      monotonicNow, // the clock of a capture opened without one
+		domains:   pl.dec.domains.domains,
+		sessions:  pl.sessions,
+		pending:   pl.pending,
+		resolvers: pl.resolvers,
+		capture:   pl.stats,
+		now:       monotonicNow, // the clock of a capture opened without one
 	})
 	return parseSeries(m.appendText(nil))
 }

@@ -331,6 +331,8 @@ func newTestPipeline(dedup bool) *pipeline {
 		sessions: newSessionTable(sessionConfig{window: 30 * time.Second, max: 10000, domains: 1, geoIDs: 1}),
 		stats:    &captureStats{},
 	}
+	pl.pending = newPendingTable(defaultPendingMax, 1)
+	pl.resolvers = newResolverTable(defaultResolversMax, pl.sessions)
 	if dedup {
 		pl.dedup = newDedupTable()
 	}

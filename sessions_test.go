@@ -212,8 +212,8 @@ func TestSessionResponse(t *testing.T) {
 		t.Errorf("response set: got %+v, want %+v", got, want)
 	}
 	e := tab.entry(0, testSessionID(1))
-	if e == nil || e.bytesOut != 300 || e.bytesIn != 40 || e.queries != 1 {
-		t.Errorf("entry = %+v, want queries 1, bytesIn 40, bytesOut 300", e)
+	if e == nil || e.bytes != 340 {
+		t.Errorf("entry = %+v, want bytes 40 + 300", e)
 	}
 	if !tab.counters(0, 1).seen.Load() || !tab.counters(0, 0).seen.Load() {
 		t.Errorf("seen flags not set")
@@ -468,14 +468,25 @@ func TestSessionUpdateAllocs(t *testing.T) {
 }
 
 func TestSessionSizes(t *testing.T) {
-	if got := reflect.TypeFor[sessionEntry]().Size(); got != 32 {
-		t.Errorf("sessionEntry is %d bytes, want 32 (see the size note in sessions.go)", got)
+	if got := reflect.TypeFor[sessionEntry]().Size(); got != 40 {
+		t.Errorf("sessionEntry is %d bytes, want 40 (see the size note in sessions.go)", got)
 	}
 	if got := reflect.TypeFor[sessionShard]().Size(); got != 64 {
 		t.Errorf("sessionShard is %d bytes, want 64 (one cache line)", got)
 	}
-	if got := reflect.TypeFor[labelCounters]().Size(); got != 64 {
-		t.Errorf("labelCounters is %d bytes, want 64 (one cache line)", got)
+	if got := reflect.TypeFor[labelCounters]().Size(); got != 128 {
+		t.Errorf("labelCounters is %d bytes, want 128 (two cache lines)", got)
+	}
+	if got := reflect.TypeFor[pendingEntry]().Size(); got != 16 {
+		t.Errorf("pendingEntry is %d bytes, want 16", got)
+	}
+	if got := reflect.TypeFor[resolverEntry]().Size(); got != 24 {
+		t.Errorf("resolverEntry is %d bytes, want 24", got)
+	}
+	for _, sz := range []uintptr{reflect.TypeFor[pendingShard]().Size(), reflect.TypeFor[resolverShard]().Size(), reflect.TypeFor[responseStats]().Size() % 64} {
+		if sz != 64 && sz != 0 {
+			t.Errorf("a shard or responseStats is %d bytes, want 64 (a multiple of 64 for responseStats)", sz)
+		}
 	}
 }
 
@@ -606,8 +617,8 @@ func testSessionsRealCapture(t *testing.T, c realCapture) {
 			continue
 		}
 		e := tab.entry(0, id)
-		if e == nil || uint64(e.queries) != want.Queries || uint64(e.bytesIn) != want.BytesIn || uint64(e.bytesOut) != want.BytesOut {
-			t.Errorf("client %s: session entry %+v, want %+v", hexID, e, want)
+		if e == nil || e.bytes != want.BytesIn+want.BytesOut {
+			t.Errorf("client %s: session entry %+v, want %d bytes", hexID, e, want.BytesIn+want.BytesOut)
 		}
 	}
 	if len(byClient) != len(truth.Clients) {
