@@ -19,14 +19,14 @@ import (
 // metricsConfig is what the exposition reads.
 type metricsConfig struct {
 	// domains are the configured tunnel domains, index = domain id.
-	domains  []tunnelDomain
+	domains   []tunnelDomain
 	sessions  *sessionTable  // dnstt counters and sessions
 	pending   *pendingTable  // responses, latency, unanswered; nil = an empty table that is off
 	resolvers *resolverTable // active resolvers; nil = off
-	capture  *captureStats // packet self-metrics
-	geo      *geoResolver  // nil without GeoIP
-	fileMode bool          // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
-	now      func() int64  // the sessions' clock, for a scrape-time sweep; nil = no sweep
+	capture   *captureStats  // packet self-metrics
+	geo       *geoResolver   // nil without GeoIP
+	fileMode  bool           // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
+	now       func() int64   // the sessions' clock, for a scrape-time sweep; nil = no sweep
 }
 
 // metricFamily is a metric family of the exposition.
@@ -340,9 +340,9 @@ type scrapeScratch struct {
 	snaps  []labelSnapshot
 	hists  []groupHists
 	health []domainHealth
-	proc  procSample
-	zip   appendWriter
-	gz    *gzip.Writer
+	proc   procSample
+	zip    appendWriter
+	gz     *gzip.Writer
 }
 
 // domainHealth is one domain's response counters, copied before
