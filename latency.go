@@ -7,7 +7,8 @@ package main
 
 import (
 	"encoding/binary"
-	"hash/maphash"
+	"math/bits"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,12 +38,6 @@ const (
 
 	// rcodeCount is the number of 4-bit header RCODE values.
 	rcodeCount = 16
-	// pendingNameMax is the longest question name a counted packet has
-	// (SPEC section 3).
-	pendingNameMax = 255
-	// pendingFixedLen is the key's fixed part: resolver address (16),
-	// resolver port, DNS ID.
-	pendingFixedLen = 16 + 2 + 2
 )
 
 // responseLatencyBounds are the latency histogram's bucket upper bounds,
@@ -78,9 +73,9 @@ type responseStats struct {
 // per-domain response counters. All methods are safe for concurrent use.
 // A table made with max 0 matches nothing: it only counts RCODEs.
 type pendingTable struct {
-	shards    []pendingShard // a power of two of them; nil when off
-	shift     uint           // 64 − log2(len(shards)): the hash's top bits pick the shard
-	seed      maphash.Seed
+	shards    []pendingShard  // a power of two of them; nil when off
+	shift     uint            // 64 − log2(len(shards)): the hash's top bits pick the shard
+	seed      uint64          // key hash seed, random: remote senders cannot aim at one slot
 	domains   []responseStats // by domain index
 	overflow  atomic.Uint64   // queries not held because their shard was full
 	unmatched atomic.Uint64   // responses whose query was not pending (any more)
@@ -90,7 +85,7 @@ type pendingTable struct {
 // most about size pending queries (exactly max up to 2047; larger tables
 // are split into up to 64 shards of equal limit); 0 turns matching off.
 func newPendingTable(size, domains int) *pendingTable {
-	t := &pendingTable{seed: maphash.MakeSeed(), domains: make([]responseStats, max(domains, 1))}
+	t := &pendingTable{seed: rand.Uint64(), domains: make([]responseStats, max(domains, 1))}
 	if size <= 0 {
 		return t
 	}
@@ -116,35 +111,53 @@ func (t *pendingTable) on() bool { return t.shards != nil }
 // pendingKey hashes what ties a response to its query: the resolver's
 // address and port, the DNS ID and the question name, whose letters are
 // folded to lower case (resolvers may randomise case: SPEC section 2).
+//
 // The fold sets bit 0x20 of every byte, which turns A–Z into a–z; the
 // other bytes of a counted name (digits 2–7, lower-case letters, the
 // domain's hyphens) already have it, but for label lengths, so two names
 // can share a key only by differing in a length byte's 0x20 bit with the
-// same total length — never for the same (resolver, port, ID) in 5 s. The
-// result is never 0.
+// same total length — never for the same (resolver, port, ID) in 5 s.
+// The name is hashed 16 bytes at a time by independent 64×64→128-bit
+// multiplications (wyhash's mixing step), salted by position and seeded
+// at start: no copy, and the steps overlap in the CPU
+// (BenchmarkPendingKey). The result is never 0.
 func (t *pendingTable) pendingKey(p *dnsttPacket) uint64 {
-	var buf [pendingFixedLen + pendingNameMax]byte
+	const fold = 0x2020202020202020
 	a := p.resolver.As16()
-	copy(buf[:16], a[:])
-	binary.BigEndian.PutUint16(buf[16:], p.resolverPort)
-	binary.BigEndian.PutUint16(buf[18:], p.dnsID)
+	s := t.seed
+	h := pendingMix(binary.LittleEndian.Uint64(a[:8])^s, binary.LittleEndian.Uint64(a[8:])^pendingK1)
+	h ^= pendingMix(uint64(p.resolverPort)<<16|uint64(p.dnsID)|uint64(len(p.qname))<<32^s, pendingK2)
 	name := p.qname
-	if len(name) > pendingNameMax {
-		name = name[:pendingNameMax] // longer than SPEC section 3 allows: never
+	salt := s
+	for len(name) >= 16 {
+		salt += pendingK3
+		h ^= pendingMix(binary.LittleEndian.Uint64(name)|fold^salt, binary.LittleEndian.Uint64(name[8:])|fold^pendingK1)
+		name = name[16:]
 	}
-	dst := buf[pendingFixedLen : pendingFixedLen+len(name)]
-	i := 0
-	for ; i+8 <= len(name); i += 8 {
-		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(name[i:])|0x2020202020202020)
+	if len(name) > 0 {
+		var tail [16]byte
+		copy(tail[:], name)
+		salt += pendingK3
+		h ^= pendingMix(binary.LittleEndian.Uint64(tail[:])|fold^salt, binary.LittleEndian.Uint64(tail[8:])|fold^pendingK2)
 	}
-	for ; i < len(name); i++ {
-		dst[i] = name[i] | 0x20
+	h = pendingMix(h, s^pendingK3)
+	if h == 0 {
+		h = 1
 	}
-	k := maphash.Bytes(t.seed, buf[:pendingFixedLen+len(name)])
-	if k == 0 {
-		k = 1
-	}
-	return k
+	return h
+}
+
+// Odd constants of the key hash (wyhash's).
+const (
+	pendingK1 = 0xa0761d6478bd642f
+	pendingK2 = 0xe7037ed1a0b428db
+	pendingK3 = 0x8ebc6af09c88c6e3
+)
+
+// pendingMix multiplies a and b to 128 bits and folds the halves.
+func pendingMix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
 }
 
 // shard returns the shard of key k.
@@ -236,6 +249,10 @@ func (t *pendingTable) sweep(now int64) {
 	for k := range t.shards {
 		s := &t.shards[k]
 		s.mu.Lock()
+		if s.n == 0 {
+			s.mu.Unlock() // nothing to expire: skip the scan
+			continue
+		}
 		for i := 0; i < len(s.slots); {
 			e := &s.slots[i]
 			if e.key == 0 || int32(us-e.us) <= pendingTimeoutUs {

@@ -155,6 +155,10 @@ func (t *resolverTable) sweep(now int64) {
 	for k := range t.shards {
 		s := &t.shards[k]
 		s.mu.Lock()
+		if s.n == 0 {
+			s.mu.Unlock() // nothing to expire: skip the scan
+			continue
+		}
 		for i := 0; i < len(s.slots); {
 			e := &s.slots[i]
 			if e.domain1 == 0 || !st.expired(e.lastSeen, tick) {
