@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -343,6 +344,177 @@ func TestFileModeVayDNS(t *testing.T) {
 			t.Errorf("exit %d, queries %v, sessions %v, want 227 and 16", r.code, m.sum("dnstt_queries_total"), m.sum("dnstt_sessions_total"))
 		}
 	})
+}
+
+// truthDomainFlag returns the flag that names the truth file's domain.
+func truthDomainFlag(truth *sampleTruth) string {
+	if truth.Mode.Name == "vaydns-default" {
+		return "-vaydns.domain"
+	}
+	return "-dnstt.domain"
+}
+
+// lateRecord is an ARP frame: a record that counts nowhere but moves the
+// packet clock (SPEC section 4).
+func lateRecord(ts int64) testRecord {
+	f := make([]byte, 14+28)
+	copy(f, "\xff\xff\xff\xff\xff\xff\x02\x00\x00\x00\x00\x01\x08\x06")
+	return testRecord{ts: ts, data: f}
+}
+
+// bucketOf returns the index of the first bound at or above v.
+func bucketOf(bounds []float64, v float64) int {
+	i := 0
+	for i < len(bounds) && v > bounds[i] {
+		i++
+	}
+	return i
+}
+
+// checkHistogram checks the buckets, count and sum of one histogram
+// series against observations, the sum to within tol.
+func checkHistogram(t *testing.T, e scrapeValues, name, label string, b *histogramBounds, obs []float64, tol float64) {
+	t.Helper()
+	var sum float64
+	for _, o := range obs {
+		sum += o
+	}
+	if got := e.sum(name+"_count", label); got != float64(len(obs)) {
+		t.Errorf("%s_count = %v, want %d", name, got, len(obs))
+	}
+	if got := e.sum(name+"_sum", label); math.Abs(got-sum) > tol {
+		t.Errorf("%s_sum = %v, want %v ± %v", name, got, sum, tol)
+	}
+	for i, u := range b.upper {
+		n := 0
+		for _, o := range obs {
+			if bucketOf(b.upper, o) <= i {
+				n++
+			}
+		}
+		le := `le="` + strconv.FormatFloat(u, 'g', -1, 64) + `"`
+		if got := e.sum(name+"_bucket", label, le); got != float64(n) {
+			t.Errorf("%s_bucket{%s} = %v, want %d", name, le, got, n)
+		}
+	}
+	if got := e.sum(name+"_bucket", label, `le="+Inf"`); got != float64(len(obs)) {
+		t.Errorf("%s_bucket{+Inf} = %v, want %d", name, got, len(obs))
+	}
+}
+
+// TestFileModeInsightReal replays the real captures and checks the SPEC
+// section 7 metrics against what their truth files imply: as recorded
+// (every session still active at the end: tunnel time up to the last
+// record, no histogram observation), and with a record 31 s after the
+// last that lets every session expire (duration, bytes and tunnel time
+// per ClientID). Times are kept in whole ms, so each session may be off
+// by under 1 ms.
+func TestFileModeInsightReal(t *testing.T) {
+	for _, c := range realCaptures {
+		t.Run(c.name, func(t *testing.T) {
+			truth := loadTruth(t, c.truth)
+			flag := truthDomainFlag(truth)
+			run := func(capture string) scrapeValues {
+				res := runExecute(t, nil, flag, truth.Domain, "-capture.file", capture)
+				if res.code != 0 {
+					t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+				}
+				return parseExposition(t, res.stdout)
+			}
+			dom := `domain="` + truth.Domain + `"`
+			msTol := float64(len(truth.Clients)) * 1e-3
+
+			// Responses: all NOERROR, each answering a query within 5 s.
+			e := run(c.pcap)
+			if got := e.sum("dnstt_responses_total", dom); got != float64(truth.Totals.Responses) {
+				t.Errorf("responses = %v, want %d", got, truth.Totals.Responses)
+			}
+			if got := e.sum("dnstt_responses_total", dom, `rcode="NOERROR"`); got != float64(truth.Totals.Responses) {
+				t.Errorf("NOERROR responses = %v, want %d", got, truth.Totals.Responses)
+			}
+			if got := e.sum("dnstt_response_latency_seconds_count", dom); got != float64(truth.Totals.Responses) {
+				t.Errorf("latency count = %v, want %d (every response)", got, truth.Totals.Responses)
+			}
+			if got := e.sum("dnstt_exporter_unmatched_responses_total"); got != 0 {
+				t.Errorf("unmatched = %v, want 0", got)
+			}
+			// Queries without a response are the last ones, younger than
+			// 5 s at the end: in neither latency nor unanswered.
+			if got, want := e.sum("dnstt_exporter_pending_queries"), float64(truth.Totals.Queries-truth.Totals.Responses); got != want {
+				t.Errorf("pending = %v, want %v", got, want)
+			}
+			if got := e.sum("dnstt_unanswered_queries_total", dom); got != 0 {
+				t.Errorf("unanswered = %v, want 0", got)
+			}
+			// Resolvers active at the end: a query within the window.
+			lastQuery := map[string]float64{}
+			for _, cl := range truth.Clients {
+				if len(cl.Resolvers) != 1 {
+					t.Fatalf("a client behind %d resolvers: the truth does not say when each was last used", len(cl.Resolvers))
+				}
+				lastQuery[cl.Resolvers[0]] = max(lastQuery[cl.Resolvers[0]], cl.LastTS)
+			}
+			active := 0
+			for r, last := range lastQuery {
+				if want, ok := truth.Resolvers[r]; !ok || want.Queries == 0 {
+					t.Fatalf("resolver %s of a client has no queries in the truth", r)
+				}
+				if truth.Packets.LastTS-last < truth.WindowS {
+					active++
+				}
+			}
+			if got := e.sum("dnstt_active_resolvers", dom); got != float64(active) || active != len(truth.Resolvers) {
+				t.Errorf("active resolvers = %v, want %d of %d", got, active, len(truth.Resolvers))
+			}
+			// Every session is still active: tunnel time up to the last
+			// record, nothing observed.
+			var tunnel float64
+			for _, cl := range truth.Clients {
+				if cl.MaxQueryGap >= truth.WindowS || truth.Packets.LastTS-cl.LastTS >= truth.WindowS {
+					t.Fatalf("client %+v: not one session active at the end", cl)
+				}
+				tunnel += truth.Packets.LastTS - cl.FirstTS
+			}
+			if got := e.sum("dnstt_session_seconds_total", dom); math.Abs(got-tunnel) > msTol {
+				t.Errorf("tunnel time = %v, want %v ± %v", got, tunnel, msTol)
+			}
+			for _, h := range []string{"dnstt_session_duration_seconds_count", "dnstt_session_bytes_count"} {
+				if got := e.sum(h, dom); got != 0 {
+					t.Errorf("%s = %v, want 0 (sessions still active are not observed)", h, got)
+				}
+			}
+
+			// A record 31 s after the last: every session expires.
+			lt, recs := readTestPcap(t, c.pcap)
+			end := recs[len(recs)-1].ts + 31e9
+			var gen []genRecord
+			for _, r := range append(recs, lateRecord(end)) {
+				gen = append(gen, genRecord{ts: r.ts, data: r.data})
+			}
+			e = run(writeTempFile(t, "late.pcap", genPcap(nil, binary.LittleEndian, false, lt, gen)))
+			var durations, sizes []float64
+			tunnel = 0
+			for _, cl := range truth.Clients {
+				durations = append(durations, cl.LastTS-cl.FirstTS)
+				sizes = append(sizes, float64(cl.BytesIn+cl.BytesOut))
+				tunnel += cl.LastTS - cl.FirstTS + truth.WindowS
+			}
+			checkHistogram(t, e, "dnstt_session_duration_seconds", dom, durationHistBounds, durations, msTol)
+			checkHistogram(t, e, "dnstt_session_bytes", dom, bytesHistBounds, sizes, 0)
+			if got := e.sum("dnstt_session_seconds_total", dom); math.Abs(got-tunnel) > msTol {
+				t.Errorf("tunnel time after expiry = %v, want %v ± %v", got, tunnel, msTol)
+			}
+			for _, g := range []string{"dnstt_active_resolvers", "dnstt_active_clients"} {
+				if got := e.sum(g, dom); got != 0 {
+					t.Errorf("%s after expiry = %v, want 0", g, got)
+				}
+			}
+			// The queries left without a response are now unanswered.
+			if got, want := e.sum("dnstt_unanswered_queries_total", dom), float64(truth.Totals.Queries-truth.Totals.Responses); got != want {
+				t.Errorf("unanswered after 31 s = %v, want %v", got, want)
+			}
+		})
+	}
 }
 
 // Synthetic captures.
