@@ -813,6 +813,14 @@ func testCaptureReplay(t *testing.T, c realCapture) {
 		{"dnstt_sessions_total", truth.Totals.SessionsTotal},
 		{"dnstt_active_clients", truth.Totals.SessionsTotal}, // all still active right after the replay
 		{"dnstt_peak_clients", truth.Totals.SessionsTotal},
+		// SPEC section 7: every response answers a query seen just before
+		// it (the replay keeps the order); every resolver is active.
+		{"dnstt_responses_total", truth.Totals.Responses},
+		{"dnstt_response_latency_seconds_count", truth.Totals.Responses},
+		{"dnstt_unanswered_queries_total", 0},
+		{"dnstt_exporter_unmatched_responses_total", 0},
+		{"dnstt_exporter_pending_queries", truth.Totals.Queries - truth.Totals.Responses},
+		{"dnstt_active_resolvers", uint64(len(truth.Resolvers))},
 	} {
 		if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
 			t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)
