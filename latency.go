@@ -17,14 +17,19 @@ import (
 // Pending-query table geometry and timing.
 //
 // Sizes (64-bit): a pendingEntry is 16 bytes. A shard holds at most its
-// limit, in limit × 4/3 + 1 slots (linear probing stays short below 3/4
-// full), so -latency.max-pending N takes about N × 21.3 bytes (1.4 MB at
-// the default 65,536), allocated at start.
+// limit. Its array starts at pendingMinSlots, doubles when more than 3/4
+// full (linear probing stays short), up to limit × 4/3 + 1 slots, and a
+// sweep halves it when it is less than 1/8 full: so -latency.max-pending N
+// takes at most about N × 21.3 bytes (1.4 MB at the default 65,536), and
+// a server with few queries in flight keeps a small table that stays in
+// the CPU cache (BenchmarkPipeline).
 const (
 	pendingMaxShardBits = 6    // at most 64 shards
 	pendingShardSize    = 1024 // entries per shard before another shard is added
-	pendingLoadNum      = 4    // slots = limit × pendingLoadNum/pendingLoadDen + 1
-	pendingLoadDen      = 3
+	pendingLoadNum      = 4    // most slots = limit × pendingLoadNum/pendingLoadDen + 1;
+	pendingLoadDen      = 3    // grow above pendingLoadDen/pendingLoadNum full
+	pendingMinSlots     = 8
+	pendingShrinkDiv    = 8 // a sweep shrinks a shard less than 1/pendingShrinkDiv full
 
 	// pendingTimeout is how long a query waits for its response before
 	// it counts as unanswered (SPEC section 7: 5 s).
@@ -55,10 +60,11 @@ type pendingEntry struct {
 // table with backward-shift deletion, of fixed size.
 type pendingShard struct {
 	mu    sync.Mutex
-	slots []pendingEntry // guarded by mu; fixed length, never full
+	slots []pendingEntry // guarded by mu; never full
 	n     int            // guarded by mu; occupied slots
 	limit int            // most entries; read-only
-	_     [16]byte       // pad to 64 bytes
+	most  int            // most slots: limit × pendingLoadNum/pendingLoadDen + 1; read-only
+	_     [8]byte        // pad to 64 bytes
 }
 
 // responseStats are one domain's server-health counters.
@@ -100,7 +106,8 @@ func newPendingTable(size, domains int) *pendingTable {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.limit = limit
-		s.slots = make([]pendingEntry, limit*pendingLoadNum/pendingLoadDen+1)
+		s.most = limit*pendingLoadNum/pendingLoadDen + 1
+		s.slots = make([]pendingEntry, min(pendingMinSlots, s.most))
 	}
 	return t
 }
@@ -177,24 +184,31 @@ func (t *pendingTable) query(p *dnsttPacket, now int64) {
 	s := t.shard(k)
 	us := uint32(now / nsPerMicro)
 	s.mu.Lock()
-	i, found := s.find(k)
-	if found {
-		e := &s.slots[i]
-		if int32(us-e.us) > pendingTimeoutUs {
-			t.domainStats(e.domain).unanswered.Add(1)
-			e.us, e.domain = us, p.domain
+	for {
+		i, found := s.find(k)
+		if found {
+			e := &s.slots[i]
+			if int32(us-e.us) > pendingTimeoutUs {
+				t.domainStats(e.domain).unanswered.Add(1)
+				e.us, e.domain = us, p.domain
+			}
+			s.mu.Unlock()
+			return
 		}
-		s.mu.Unlock()
-		return
+		if s.n >= s.limit {
+			s.mu.Unlock()
+			t.overflow.Add(1)
+			return
+		}
+		if (s.n+1)*pendingLoadNum <= len(s.slots)*pendingLoadDen || len(s.slots) == s.most {
+			s.slots[i] = pendingEntry{key: k, us: us, domain: p.domain}
+			s.n++
+			s.mu.Unlock()
+			return
+		}
+		// resize unlocks while it allocates; look the key up again after.
+		s.resize(min(2*len(s.slots), s.most))
 	}
-	if s.n >= s.limit {
-		s.mu.Unlock()
-		t.overflow.Add(1)
-		return
-	}
-	s.slots[i] = pendingEntry{key: k, us: us, domain: p.domain}
-	s.n++
-	s.mu.Unlock()
 }
 
 // domainStats returns the counters of domain d, folding an index out of
@@ -249,8 +263,11 @@ func (t *pendingTable) sweep(now int64) {
 	for k := range t.shards {
 		s := &t.shards[k]
 		s.mu.Lock()
-		if s.n == 0 {
-			s.mu.Unlock() // nothing to expire: skip the scan
+		if s.n == 0 { // nothing to expire: skip the scan
+			if len(s.slots) > pendingMinSlots {
+				s.resize(pendingMinSlots)
+			}
+			s.mu.Unlock()
 			continue
 		}
 		for i := 0; i < len(s.slots); {
@@ -263,6 +280,9 @@ func (t *pendingTable) sweep(now int64) {
 			// The backward shift may move a later entry into slot i:
 			// look at it again (as sessionTable.sweep).
 			s.remove(i)
+		}
+		if len(s.slots) > pendingMinSlots && s.n*pendingShrinkDiv < len(s.slots) {
+			s.resize(max(pendingMinSlots, len(s.slots)/2))
 		}
 		s.mu.Unlock()
 	}
@@ -325,4 +345,31 @@ func (s *pendingShard) remove(i int) {
 	}
 	slots[i] = pendingEntry{}
 	s.n--
+}
+
+// resize moves the shard into a new array of size slots. It is called
+// with s.mu held and returns with it held, but releases it while it
+// allocates, so no allocation happens under the lock; the caller must look
+// its key up again. The new array is dropped if the shard no longer fits
+// it. Guarded by s.mu.
+func (s *pendingShard) resize(size int) {
+	s.mu.Unlock()
+	fresh := make([]pendingEntry, size)
+	s.mu.Lock()
+	if s.n*pendingLoadNum > size*pendingLoadDen && size < s.most || s.n >= size {
+		return // grew meanwhile: fresh is too small
+	}
+	for _, e := range s.slots {
+		if e.key == 0 {
+			continue
+		}
+		j := fastrange(uint32(e.key), size)
+		for fresh[j].key != 0 {
+			if j++; j == size {
+				j = 0
+			}
+		}
+		fresh[j] = e
+	}
+	s.slots = fresh
 }

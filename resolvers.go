@@ -15,13 +15,16 @@ import (
 // Resolver table geometry.
 //
 // Sizes (64-bit): a resolverEntry is 24 bytes. A shard holds at most its
-// limit, in limit × 4/3 + 1 slots, so -resolvers.max N takes about
-// N × 32 bytes (2 MB at the default 65,536), allocated at start.
+// limit; its array grows and shrinks as the pending-query table's does, up
+// to limit × 4/3 + 1 slots, so -resolvers.max N takes at most about
+// N × 32 bytes (2.1 MB at the default 65,536).
 const (
 	resolverMaxShardBits = 6    // at most 64 shards
 	resolverShardSize    = 1024 // entries per shard before another shard is added
-	resolverLoadNum      = 4    // slots = limit × resolverLoadNum/resolverLoadDen + 1
-	resolverLoadDen      = 3
+	resolverLoadNum      = 4    // most slots = limit × resolverLoadNum/resolverLoadDen + 1;
+	resolverLoadDen      = 3    // grow above resolverLoadDen/resolverLoadNum full
+	resolverMinSlots     = 8
+	resolverShrinkDiv    = 8 // a sweep shrinks a shard less than 1/resolverShrinkDiv full
 )
 
 // resolverEntry is one active (resolver address, domain): 24 bytes.
@@ -36,11 +39,11 @@ type resolverEntry struct {
 // table with backward-shift deletion, of fixed size.
 type resolverShard struct {
 	mu    sync.Mutex
-	slots []resolverEntry // guarded by mu; fixed length, never full
+	slots []resolverEntry // guarded by mu; never full
 	n     int             // guarded by mu; occupied slots
 	limit int             // most entries; read-only
+	most  int             // most slots: limit × resolverLoadNum/resolverLoadDen + 1; read-only
 	seed  uint64          // hash seed, copied from the table; read-only
-	_     [8]byte         // pad to 64 bytes
 }
 
 // resolverTable tracks the resolvers with a query in the activity window
@@ -77,7 +80,8 @@ func newResolverTable(size int, sessions *sessionTable) *resolverTable {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.limit, s.seed = limit, t.seed
-		s.slots = make([]resolverEntry, limit*resolverLoadNum/resolverLoadDen+1)
+		s.most = limit*resolverLoadNum/resolverLoadDen + 1
+		s.slots = make([]resolverEntry, min(resolverMinSlots, s.most))
 	}
 	return t
 }
@@ -120,31 +124,38 @@ func (t *resolverTable) query(p *dnsttPacket, g geoID, now int64) {
 	s := &t.shards[h>>t.shift&uint64(len(t.shards)-1)]
 	tick := uint32(now / nsPerTick)
 	s.mu.Lock()
-	i, found := s.find(uint32(h), &addr, dom1)
-	if found {
-		e := &s.slots[i]
-		if e.geo != g {
-			// Its label set changed: an expired entry not yet swept still
-			// counts on its old set, so it moves the same way.
-			st.counters(d, e.geo).resolvers.Add(-1)
+	for {
+		i, found := s.find(uint32(h), &addr, dom1)
+		if found {
+			e := &s.slots[i]
+			if e.geo != g {
+				// Its label set changed: an expired entry not yet swept
+				// still counts on its old set, so it moves the same way.
+				st.counters(d, e.geo).resolvers.Add(-1)
+				st.counters(d, g).resolvers.Add(1)
+				e.geo = g
+			}
+			if int32(tick-e.lastSeen) > 0 {
+				e.lastSeen = tick
+			}
+			s.mu.Unlock()
+			return
+		}
+		if s.n >= s.limit {
+			s.mu.Unlock()
+			t.overflow.Add(1)
+			return
+		}
+		if (s.n+1)*resolverLoadNum <= len(s.slots)*resolverLoadDen || len(s.slots) == s.most {
+			s.slots[i] = resolverEntry{addr: addr, domain1: dom1, geo: g, lastSeen: tick}
+			s.n++
+			s.mu.Unlock()
 			st.counters(d, g).resolvers.Add(1)
-			e.geo = g
+			return
 		}
-		if int32(tick-e.lastSeen) > 0 {
-			e.lastSeen = tick
-		}
-		s.mu.Unlock()
-		return
+		// resize unlocks while it allocates; look the key up again after.
+		s.resize(min(2*len(s.slots), s.most))
 	}
-	if s.n >= s.limit {
-		s.mu.Unlock()
-		t.overflow.Add(1)
-		return
-	}
-	s.slots[i] = resolverEntry{addr: addr, domain1: dom1, geo: g, lastSeen: tick}
-	s.n++
-	s.mu.Unlock()
-	st.counters(d, g).resolvers.Add(1)
 }
 
 // sweep expires the resolvers whose latest query is more than one window
@@ -155,8 +166,11 @@ func (t *resolverTable) sweep(now int64) {
 	for k := range t.shards {
 		s := &t.shards[k]
 		s.mu.Lock()
-		if s.n == 0 {
-			s.mu.Unlock() // nothing to expire: skip the scan
+		if s.n == 0 { // nothing to expire: skip the scan
+			if len(s.slots) > resolverMinSlots {
+				s.resize(resolverMinSlots)
+			}
+			s.mu.Unlock()
 			continue
 		}
 		for i := 0; i < len(s.slots); {
@@ -167,6 +181,9 @@ func (t *resolverTable) sweep(now int64) {
 			}
 			st.counters(e.domain1-1, e.geo).resolvers.Add(-1)
 			s.remove(i) // may move a later entry into slot i: look again
+		}
+		if len(s.slots) > resolverMinSlots && s.n*resolverShrinkDiv < len(s.slots) {
+			s.resize(max(resolverMinSlots, len(s.slots)/2))
 		}
 		s.mu.Unlock()
 	}
@@ -229,4 +246,30 @@ func (s *resolverShard) remove(i int) {
 	}
 	slots[i] = resolverEntry{}
 	s.n--
+}
+
+// resize moves the shard into a new array of size slots, as
+// pendingShard.resize does: it releases s.mu while it allocates, and the
+// caller must look its key up again. Guarded by s.mu.
+func (s *resolverShard) resize(size int) {
+	s.mu.Unlock()
+	fresh := make([]resolverEntry, size)
+	s.mu.Lock()
+	if s.n*resolverLoadNum > size*resolverLoadDen && size < s.most || s.n >= size {
+		return // grew meanwhile: fresh is too small
+	}
+	for i := range s.slots {
+		e := &s.slots[i]
+		if e.domain1 == 0 {
+			continue
+		}
+		j := fastrange(uint32(resolverHash(s.seed, &e.addr, e.domain1)), size)
+		for fresh[j].domain1 != 0 {
+			if j++; j == size {
+				j = 0
+			}
+		}
+		fresh[j] = *e
+	}
+	s.slots = fresh
 }
