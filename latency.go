@@ -79,19 +79,22 @@ type responseStats struct {
 // per-domain response counters. All methods are safe for concurrent use.
 // A table made with max 0 matches nothing: it only counts RCODEs.
 type pendingTable struct {
-	shards    []pendingShard  // a power of two of them; nil when off
-	shift     uint            // 64 − log2(len(shards)): the hash's top bits pick the shard
-	seed      uint64          // key hash seed, random: remote senders cannot aim at one slot
-	domains   []responseStats // by domain index
-	overflow  atomic.Uint64   // queries not held because their shard was full
-	unmatched atomic.Uint64   // responses whose query was not pending (any more)
+	shards    []pendingShard          // a power of two of them; nil when off
+	shift     uint                    // 64 − log2(len(shards)): the hash's top bits pick the shard
+	keys      [pendingKeyWords]uint64 // random keys of pendingKey: remote senders cannot aim at one slot
+	domains   []responseStats         // by domain index
+	overflow  atomic.Uint64           // queries not held because their shard was full
+	unmatched atomic.Uint64           // responses whose query was not pending (any more)
 }
 
 // newPendingTable returns a table for domains tunnel domains holding at
 // most about size pending queries (exactly max up to 2047; larger tables
 // are split into up to 64 shards of equal limit); 0 turns matching off.
 func newPendingTable(size, domains int) *pendingTable {
-	t := &pendingTable{seed: rand.Uint64(), domains: make([]responseStats, max(domains, 1))}
+	t := &pendingTable{domains: make([]responseStats, max(domains, 1))}
+	for i := range t.keys {
+		t.keys[i] = rand.Uint64()
+	}
 	if size <= 0 {
 		return t
 	}
@@ -124,42 +127,60 @@ func (t *pendingTable) on() bool { return t.shards != nil }
 // domain's hyphens) already have it, but for label lengths, so two names
 // can share a key only by differing in a length byte's 0x20 bit with the
 // same total length — never for the same (resolver, port, ID) in 5 s.
-// The name is hashed 16 bytes at a time by independent 64×64→128-bit
-// multiplications (wyhash's mixing step), salted by position and seeded
-// at start: no copy, and the steps overlap in the CPU
-// (BenchmarkPendingKey). The result is never 0.
+// The name is hashed 16 bytes at a time, NH-style: each pair of words,
+// plus random per-position keys, is multiplied to 128 bits and the folded
+// products are summed, so the multiplications overlap in the CPU; the
+// last, partial block is read overlapping the one before it, with no
+// copy (BenchmarkPendingKey). The result is never 0.
 func (t *pendingTable) pendingKey(p *dnsttPacket) uint64 {
 	const fold = 0x2020202020202020
+	k := &t.keys
 	a := p.resolver.As16()
-	s := t.seed
-	h := pendingMix(binary.LittleEndian.Uint64(a[:8])^s, binary.LittleEndian.Uint64(a[8:])^pendingK1)
-	h ^= pendingMix(uint64(p.resolverPort)<<16|uint64(p.dnsID)|uint64(len(p.qname))<<32^s, pendingK2)
 	name := p.qname
-	salt := s
-	for len(name) >= 16 {
-		salt += pendingK3
-		h ^= pendingMix(binary.LittleEndian.Uint64(name)|fold^salt, binary.LittleEndian.Uint64(name[8:])|fold^pendingK1)
-		name = name[16:]
+	if len(name) > pendingNameMax {
+		name = name[:pendingNameMax] // longer than SPEC section 3 allows: never
 	}
-	if len(name) > 0 {
-		var tail [16]byte
-		copy(tail[:], name)
-		salt += pendingK3
-		h ^= pendingMix(binary.LittleEndian.Uint64(tail[:])|fold^salt, binary.LittleEndian.Uint64(tail[8:])|fold^pendingK2)
+	n := len(name)
+	h := pendingMix(binary.LittleEndian.Uint64(a[:8])+k[0], binary.LittleEndian.Uint64(a[8:])+k[1])
+	h += pendingMix(uint64(p.resolverPort)<<48|uint64(p.dnsID)<<32|uint64(n)+k[2], k[3])
+	j := 4
+	i := 0
+	for ; i+16 <= n; i += 16 {
+		h += pendingMix(binary.LittleEndian.Uint64(name[i:])|fold+k[j], binary.LittleEndian.Uint64(name[i+8:])|fold+k[j+1])
+		j += 2
 	}
-	h = pendingMix(h, s^pendingK3)
+	if i < n {
+		var w0, w1 uint64
+		if n >= 16 {
+			w0, w1 = binary.LittleEndian.Uint64(name[n-16:]), binary.LittleEndian.Uint64(name[n-8:])
+		} else {
+			for b := i; b < n; b++ {
+				if b < 8 {
+					w0 |= uint64(name[b]) << (8 * b)
+				} else {
+					w1 |= uint64(name[b]) << (8 * (b - 8))
+				}
+			}
+		}
+		h += pendingMix(w0|fold+k[j], w1|fold+k[j+1])
+	}
+	h = pendingMix(h^k[0], pendingK1)
 	if h == 0 {
 		h = 1
 	}
 	return h
 }
 
-// Odd constants of the key hash (wyhash's).
+// pendingNameMax is the longest question name a counted packet has (SPEC
+// section 3); pendingKeyWords is the number of random keys pendingKey
+// uses: four for the fixed fields, two per 16 bytes of the name.
 const (
-	pendingK1 = 0xa0761d6478bd642f
-	pendingK2 = 0xe7037ed1a0b428db
-	pendingK3 = 0x8ebc6af09c88c6e3
+	pendingNameMax  = 255
+	pendingKeyWords = 4 + 2*(pendingNameMax+15)/16
 )
+
+// pendingK1 is an odd constant of the final mix (wyhash's).
+const pendingK1 = 0xa0761d6478bd642f
 
 // pendingMix multiplies a and b to 128 bits and folds the halves.
 func pendingMix(a, b uint64) uint64 {
