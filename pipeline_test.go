@@ -3,6 +3,7 @@ package main
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // pipelineWorkload is a list of captured records that all count (dnstt
@@ -109,6 +110,50 @@ func BenchmarkPipeline(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkPipelineInterleaved is BenchmarkPipeline with off and on
+// measured in alternating chunks of 4096 packets within each b.N, so that
+// both see the same load from other processes on a shared machine; it
+// reports ns/packet of each and the extra cost of on in percent.
+func BenchmarkPipelineInterleaved(b *testing.B) {
+	const chunk = 4096
+	for _, wl := range []struct {
+		name string
+		w    pipelineWorkload
+	}{{"real", realWorkload(b)}, {"many", manyWorkload()}} {
+		b.Run(wl.name, func(b *testing.B) {
+			var pls [2]*pipeline
+			var clocks [2]packetClock
+			var next [2]int
+			var spent [2]time.Duration
+			w := wl.w
+			for k := range pls {
+				pls[k] = newWorkloadPipeline(k == 1)
+				clocks[k] = newPacketClock()
+				for ; next[k] < 2*len(w.recs); next[k]++ {
+					runWorkload(pls[k], &clocks[k], &w, next[k])
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for n := 0; n < b.N; n += chunk {
+				for k := range pls {
+					start := time.Now()
+					for range chunk {
+						runWorkload(pls[k], &clocks[k], &w, next[k])
+						next[k]++
+					}
+					spent[k] += time.Since(start)
+				}
+			}
+			packets := float64((b.N + chunk - 1) / chunk * chunk)
+			off, on := float64(spent[0].Nanoseconds())/packets, float64(spent[1].Nanoseconds())/packets
+			b.ReportMetric(off, "off-ns/pkt")
+			b.ReportMetric(on, "on-ns/pkt")
+			b.ReportMetric(100*(on-off)/off, "extra-%")
+		})
 	}
 }
 
