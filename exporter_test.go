@@ -404,6 +404,27 @@ func checkHistogram(t *testing.T, e scrapeValues, name, label string, b *histogr
 	}
 }
 
+// TestFileModeTablesOff: with -latency.max-pending 0 and -resolvers.max 0
+// the latency, unanswered and active-resolver families and their
+// self-metrics are absent; responses by RCODE and the session metrics
+// stay.
+func TestFileModeTablesOff(t *testing.T) {
+	e := runExposition(t, sampleCapture, "-latency.max-pending", "0", "-resolvers.max", "0")
+	for _, name := range []string{"dnstt_response_latency_seconds_count", "dnstt_unanswered_queries_total", "dnstt_active_resolvers",
+		"dnstt_exporter_pending_queries", "dnstt_exporter_unmatched_responses_total", "dnstt_exporter_resolvers_tracked"} {
+		if e.has(name) {
+			t.Errorf("%s present with its table off", name)
+		}
+	}
+	truth := loadSampleTruth(t)
+	if got := e.sum("dnstt_responses_total"); got != float64(truth.Totals.Responses) {
+		t.Errorf("responses = %v, want %d", got, truth.Totals.Responses)
+	}
+	if !e.has("dnstt_session_seconds_total") || !e.has("dnstt_session_duration_seconds_count") {
+		t.Errorf("session insight families missing")
+	}
+}
+
 // TestFileModeInsightReal replays the real captures and checks the SPEC
 // section 7 metrics against what their truth files imply: as recorded
 // (every session still active at the end: tunnel time up to the last
@@ -1119,6 +1140,9 @@ func TestFlagErrors(t *testing.T) {
 		{"buffer size", with("-capture.buffer-size", "4 parsecs"), "-capture.buffer-size"},
 		{"buffer size too small", with("-capture.buffer-size", "1KiB"), "-capture.buffer-size 1KiB"},
 		{"file and interface", with("-capture.interface", "eth0"), "give one or the other"},
+		{"max pending negative", with("-latency.max-pending", "-1"), "-latency.max-pending -1: want 0 to 67108864"},
+		{"max pending too large", with("-latency.max-pending", "67108865"), "-latency.max-pending 67108865: want 0 to"},
+		{"max resolvers negative", with("-resolvers.max", "-5"), "-resolvers.max -5: want 0 to 67108864"},
 		{"duplicate interface", []string{"-dnstt.domain", "t.example.com", "-capture.interface", "lo", "-capture.interface", "lo"}, "given twice"},
 		{"sessions.max 0", with("-sessions.max", "0"), "-sessions.max 0"},
 		{"max label sets", with("-geoip.max-label-sets", "70000"), "-geoip.max-label-sets 70000"},
