@@ -145,9 +145,19 @@ func (t *pendingTable) pendingKey(p *dnsttPacket) uint64 {
 	h += pendingMix(uint64(p.resolverPort)<<48|uint64(p.dnsID)<<32|uint64(n)+k[2], k[3])
 	j := 4
 	i := 0
-	for ; i+16 <= n; i += 16 {
+	h2 := uint64(0)
+	for ; i+32 <= n; i += 32 {
+		b := name[i : i+32]
+		kk := k[j : j+4]
+		h += pendingMix(binary.LittleEndian.Uint64(b[0:])|fold+kk[0], binary.LittleEndian.Uint64(b[8:])|fold+kk[1])
+		h2 += pendingMix(binary.LittleEndian.Uint64(b[16:])|fold+kk[2], binary.LittleEndian.Uint64(b[24:])|fold+kk[3])
+		j += 4
+	}
+	h += h2
+	if i+16 <= n {
 		h += pendingMix(binary.LittleEndian.Uint64(name[i:])|fold+k[j], binary.LittleEndian.Uint64(name[i+8:])|fold+k[j+1])
 		j += 2
+		i += 16
 	}
 	if i < n {
 		var w0, w1 uint64
