@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -349,4 +351,62 @@ func BenchmarkPendingKey(b *testing.B) {
 	for b.Loop() {
 		sinkKey += tab.pendingKey(p)
 	}
+}
+
+// TestInsightTablesConcurrent runs queries, responses and sweeps of the
+// pending-query and resolver tables from several goroutines at once
+// (growth, shrinking and backward shifts included; run it with -race),
+// then checks their structure and that every query ended up matched,
+// unanswered or still pending.
+func TestInsightTablesConcurrent(t *testing.T) {
+	tab := newTestTable(1000, 1, 4)
+	pt := newPendingTable(5000, 1)
+	rt := newResolverTable(3000, tab)
+	const workers, perWorker = 4, 20000
+	var wg sync.WaitGroup
+	var queries atomic.Uint64
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := range perWorker {
+				now := atSec(float64(i) * 0.001)
+				port := uint16(w*10000 + i%5000)
+				q := testPendingPacket(dirQuery, port, uint16(i), "abcdefghijklmnopqrstuvwxyz.t.example.com")
+				q.resolver = netip.AddrFrom4([4]byte{10, byte(w), byte(i % 700 >> 8), byte(i % 700)})
+				pt.query(q, now)
+				queries.Add(1)
+				rt.query(q, geoID(rng.IntN(4)), now)
+				if rng.IntN(4) != 0 {
+					r := *q
+					r.dir = dirResponse
+					pt.response(&r, now+int64(rng.IntN(2e9)))
+				}
+				if i%997 == 0 {
+					pt.sweep(now)
+					rt.sweep(now)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	pt.check(t)
+	rt.check(t)
+	st := pendingState(pt)
+	if got := st.count + st.unanswered + uint64(st.pending) + st.overflow; got > queries.Load() || st.count == 0 || st.unanswered == 0 {
+		t.Errorf("matched %d + unanswered %d + pending %d + overflow %d = %d, for %d queries", st.count, st.unanswered, st.pending, st.overflow, got, queries.Load())
+	}
+	var active int64
+	for g := range geoID(4) {
+		active += resolversOf(tab, 0, g)
+	}
+	if active != int64(rt.tracked()) {
+		t.Errorf("active resolvers %d, tracked %d", active, rt.tracked())
+	}
+	pt.sweep(atSec(1000))
+	rt.sweep(atSec(1000))
+	if pt.pending() != 0 || rt.tracked() != 0 || resolversOf(tab, 0, 0)+resolversOf(tab, 0, 1)+resolversOf(tab, 0, 2)+resolversOf(tab, 0, 3) != 0 {
+		t.Errorf("after the final sweep: pending %d, resolvers %d", pt.pending(), rt.tracked())
+	}
+	pt.check(t)
+	rt.check(t)
 }
