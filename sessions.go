@@ -21,15 +21,15 @@ type sessionConfig struct {
 
 // Session table geometry.
 //
-// Sizes (64-bit and 32-bit alike): a sessionEntry is 40 bytes. A shard
+// Sizes (64-bit): a sessionEntry is 40 bytes (36 on 32-bit). A shard
 // grows by 3/2 once it is more than 85% full, so its load stays between
 // 0.85/1.5 ≈ 0.57 and 0.85, and the entries of -sessions.max sessions take
 // at most max × 40 / 0.57 ≈ max × 70 bytes (70 MB at the default 1,000,000),
 // plus one shard's old array while that shard grows. A sweep shrinks a
 // shard that fell below 1/8 full, so a past flood does not pin memory.
 // BenchmarkSessionMemory1M measures the heap per tracked session (about
-// 59 B; README: Performance). The per-label-set counters and session
-// histograms add 128 + 208 bytes × domains × geoIDs.
+// 57 B; README: Performance). The per-label-set counters and session
+// histograms add 128 + 224 bytes × domains × geoIDs.
 const (
 	sessionShardBits = 8
 	sessionShards    = 1 << sessionShardBits // power of two; picked by the top hash bits
@@ -51,8 +51,7 @@ const (
 	maxSessionTicks = 1<<31 - 1 // longest window the 32-bit tick arithmetic allows
 )
 
-// sessionEntry is one tracked session: 40 bytes (64-bit and 32-bit
-// alike). One entry holds one activation at a time (SPEC section 4): a
+// sessionEntry is one tracked session: 40 bytes on 64-bit. One entry holds one activation at a time (SPEC section 4): a
 // query after more than a window ends the old activation and starts a new
 // one in the same entry.
 //
@@ -98,7 +97,7 @@ const (
 
 // labelCountersPad pads labelCounters to a multiple of 64 bytes, so that
 // ring readers on different label sets share no cache line: counts, then
-// active, peak, resolvers and seen (8 bytes each, seen rounded up).
+// seen (rounded up to 8 bytes), counts, active, peak and resolvers.
 const labelCountersPad = (64 - (int(labelCountCount)*8+4*8)%64) % 64
 
 // labelCounters are the dnstt counters of one label set (domain, geoID):
@@ -146,7 +145,7 @@ func (h *histCounts) observe(bounds []uint64, v uint64) {
 	h.sum.Add(v)
 }
 
-// sessionHists are the session histograms of one label set: 208 bytes.
+// sessionHists are the session histograms of one label set: 224 bytes.
 // The exposition sums them over the label sets of a (domain, country).
 type sessionHists struct {
 	duration histCounts // ms, by sessionDurationBounds
