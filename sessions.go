@@ -51,9 +51,10 @@ const (
 	maxSessionTicks = 1<<31 - 1 // longest window the 32-bit tick arithmetic allows
 )
 
-// sessionEntry is one tracked session: 40 bytes on 64-bit. One entry holds one activation at a time (SPEC section 4): a
-// query after more than a window ends the old activation and starts a new
-// one in the same entry.
+// sessionEntry is one tracked session: 40 bytes on 64-bit. One entry
+// holds one activation at a time (SPEC section 4): a query after more
+// than a window ends the old activation and starts a new one in the same
+// entry.
 //
 // firstSeen, accounted and bytes describe the current activation. They
 // feed SPEC section 7: the sweep advances tunnel time from accounted, and
