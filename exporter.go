@@ -63,6 +63,9 @@ const (
 	defaultBufferSize    = 4 << 20 // per socket: 7,000 full-snap frames, 70 ms of 100,000 packets/s (README: How it captures)
 	defaultSessionsMax   = 1000000
 	maxSessionsMax       = 1 << 30
+	defaultPendingMax    = 65536 // about 1.4 MB; at 0.5 s typical latency, 130,000 queries/s
+	defaultResolversMax  = 65536 // about 2 MB
+	maxTableMax          = 1 << 26
 	defaultListenAddress = "127.0.0.1:9713"
 	defaultTelemetryPath = "/metrics"
 	defaultMaxRequests   = 40
@@ -93,6 +96,8 @@ type config struct {
 	bufferSize    int           // -capture.buffer-size, bytes
 	file          string        // -capture.file; "" = live capture, "-" = stdin
 	sessionsMax   int           // -sessions.max
+	pendingMax    int           // -latency.max-pending; 0 = no latency matching
+	resolversMax  int           // -resolvers.max; 0 = no resolver tracking
 	geo           geoConfig     // -geoip.*
 	listenAddress string        // -web.listen-address
 	telemetryPath string        // -web.telemetry-path
@@ -206,6 +211,7 @@ type flagValues struct {
 	bufferSize                     byteSize
 	file                           string
 	sessionsMax                    int
+	pendingMax, resolversMax       int
 	countryDB, asnDB               string
 	maxLabelSets                   int
 	listenAddress, telemetryPath   string
@@ -235,6 +241,8 @@ func newFlagSet(v *flagValues) *flag.FlagSet {
 		formatByteSize(ringMinBufferSize)+" to "+formatByteSize(ringMaxBufferSize)+")")
 	fs.StringVar(&v.file, "capture.file", "", "read this pcap or pcapng `file` (\"-\" for standard input) instead of capturing, print the metrics to standard output and exit")
 	fs.IntVar(&v.sessionsMax, "sessions.max", defaultSessionsMax, "most sessions tracked at once; queries of further sessions still count in queries and bytes")
+	fs.IntVar(&v.pendingMax, "latency.max-pending", defaultPendingMax, "most queries waiting for their response, for the response latency and unanswered queries (0 turns both off)")
+	fs.IntVar(&v.resolversMax, "resolvers.max", defaultResolversMax, "most (resolver address, domain) pairs tracked for dnstt_active_resolvers (0 turns it off)")
 	fs.StringVar(&v.countryDB, "geoip.country-database", "", "MaxMind-format country database (`path` to .mmdb): adds the country label of the resolver")
 	fs.StringVar(&v.asnDB, "geoip.asn-database", "", "MaxMind-format ASN database (`path` to .mmdb): adds the asn label of the resolver")
 	fs.IntVar(&v.maxLabelSets, "geoip.max-label-sets", geoDefaultMaxLabelSets, "most distinct (country, asn) label combinations, ZZ/0 included, with an ASN database; further ones are counted under their country with asn 0 (room for each country's asn 0 is kept apart)")
@@ -320,6 +328,8 @@ func validate(v *flagValues) (*config, error) {
 		bufferSize:    int(v.bufferSize),
 		file:          v.file,
 		sessionsMax:   v.sessionsMax,
+		pendingMax:    v.pendingMax,
+		resolversMax:  v.resolversMax,
 		listenAddress: v.listenAddress,
 		telemetryPath: v.telemetryPath,
 		tlsCertFile:   v.tlsCertFile,
@@ -411,6 +421,12 @@ func validate(v *flagValues) (*config, error) {
 	}
 	if cfg.sessionsMax < 1 || cfg.sessionsMax > maxSessionsMax {
 		return nil, usagef("-sessions.max %d: want 1 to %d", cfg.sessionsMax, maxSessionsMax)
+	}
+	if cfg.pendingMax < 0 || cfg.pendingMax > maxTableMax {
+		return nil, usagef("-latency.max-pending %d: want 0 to %d", cfg.pendingMax, maxTableMax)
+	}
+	if cfg.resolversMax < 0 || cfg.resolversMax > maxTableMax {
+		return nil, usagef("-resolvers.max %d: want 0 to %d", cfg.resolversMax, maxTableMax)
 	}
 	if err := checkMaxLabelSets(v.maxLabelSets); err != nil {
 		return nil, usagef("-geoip.max-label-sets %d: %w", v.maxLabelSets, err)
@@ -631,12 +647,14 @@ func runFile(cfg *config, geo *geoResolver, log *slog.Logger, stdin io.Reader, s
 	}
 	log.Debug("capture file read", "file", cfg.file, "records", records, "seconds", time.Since(start).Seconds())
 	m := newMetrics(metricsConfig{
-		domains:  cfg.domains,
-		sessions: pl.sessions,
-		capture:  pl.stats,
-		geo:      geo,
-		fileMode: true,
-		now:      func() int64 { return last },
+		domains:   cfg.domains,
+		sessions:  pl.sessions,
+		pending:   pl.pending,
+		resolvers: pl.resolvers,
+		capture:   pl.stats,
+		geo:       geo,
+		fileMode:  true,
+		now:       func() int64 { return last },
 	})
 	if _, err := stdout.Write(m.appendText(nil)); err != nil {
 		return fail(fmt.Errorf("write the metrics to standard output: %w", err))
@@ -707,6 +725,8 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 	m := newMetrics(metricsConfig{
 		tunnels:        pl.currentTunnels,
 		sessions:       pl.sessions,
+		pending:        pl.pending,
+		resolvers:      pl.resolvers,
 		capture:        pl.stats,
 		geo:            geo,
 		now:            clock.now,
@@ -740,7 +760,7 @@ func runLive(cfg *config, geo *geoResolver, log *slog.Logger, stderr io.Writer) 
 	var wg sync.WaitGroup
 	captureErr := make(chan error, 1)
 	wg.Go(func() { captureErr <- capt.run(pl, stop) })
-	wg.Go(func() { sweepLoop(pl.sessions, clock, stop) })
+	wg.Go(func() { sweepLoop(pl, clock, stop) })
 	serveErr := make(chan error, 1)
 	go func() {
 		if cfg.tlsCert != nil {

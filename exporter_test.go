@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -23,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,6 +346,419 @@ func TestFileModeVayDNS(t *testing.T) {
 			t.Errorf("exit %d, queries %v, sessions %v, want 227 and 16", r.code, m.sum("dnstt_queries_total"), m.sum("dnstt_sessions_total"))
 		}
 	})
+}
+
+// truthDomainFlag returns the flag that names the truth file's domain.
+func truthDomainFlag(truth *sampleTruth) string {
+	if truth.Mode.Name == "vaydns-default" {
+		return "-vaydns.domain"
+	}
+	return "-dnstt.domain"
+}
+
+// lateRecord is an ARP frame: a record that counts nowhere but moves the
+// packet clock (SPEC section 4).
+func lateRecord(ts int64) testRecord {
+	f := make([]byte, 14+28)
+	copy(f, "\xff\xff\xff\xff\xff\xff\x02\x00\x00\x00\x00\x01\x08\x06")
+	return testRecord{ts: ts, data: f}
+}
+
+// bucketOf returns the index of the first bound at or above v.
+func bucketOf(bounds []float64, v float64) int {
+	i := 0
+	for i < len(bounds) && v > bounds[i] {
+		i++
+	}
+	return i
+}
+
+// checkHistogram checks the buckets, count and sum of one histogram
+// series against observations, the sum to within tol.
+func checkHistogram(t *testing.T, e scrapeValues, name, label string, b *histogramBounds, obs []float64, tol float64) {
+	t.Helper()
+	var sum float64
+	for _, o := range obs {
+		sum += o
+	}
+	if got := e.sum(name+"_count", label); got != float64(len(obs)) {
+		t.Errorf("%s_count = %v, want %d", name, got, len(obs))
+	}
+	if got := e.sum(name+"_sum", label); math.Abs(got-sum) > tol {
+		t.Errorf("%s_sum = %v, want %v ± %v", name, got, sum, tol)
+	}
+	for i, u := range b.upper {
+		n := 0
+		for _, o := range obs {
+			if bucketOf(b.upper, o) <= i {
+				n++
+			}
+		}
+		le := `le="` + strconv.FormatFloat(u, 'g', -1, 64) + `"`
+		if got := e.sum(name+"_bucket", label, le); got != float64(n) {
+			t.Errorf("%s_bucket{%s} = %v, want %d", name, le, got, n)
+		}
+	}
+	if got := e.sum(name+"_bucket", label, `le="+Inf"`); got != float64(len(obs)) {
+		t.Errorf("%s_bucket{+Inf} = %v, want %d", name, got, len(obs))
+	}
+}
+
+// TestFileModeTablesOff: with -latency.max-pending 0 and -resolvers.max 0
+// the latency, unanswered and active-resolver families and their
+// self-metrics are absent; responses by RCODE and the session metrics
+// stay.
+func TestFileModeTablesOff(t *testing.T) {
+	e := runExposition(t, sampleCapture, "-latency.max-pending", "0", "-resolvers.max", "0")
+	for _, name := range []string{"dnstt_response_latency_seconds_count", "dnstt_unanswered_queries_total", "dnstt_active_resolvers",
+		"dnstt_exporter_pending_queries", "dnstt_exporter_unmatched_responses_total", "dnstt_exporter_resolvers_tracked"} {
+		if e.has(name) {
+			t.Errorf("%s present with its table off", name)
+		}
+	}
+	truth := loadSampleTruth(t)
+	if got := e.sum("dnstt_responses_total"); got != float64(truth.Totals.Responses) {
+		t.Errorf("responses = %v, want %d", got, truth.Totals.Responses)
+	}
+	if !e.has("dnstt_session_seconds_total") || !e.has("dnstt_session_duration_seconds_count") {
+		t.Errorf("session insight families missing")
+	}
+}
+
+// TestFileModeInsightReal replays the real captures and checks the SPEC
+// section 7 metrics against what their truth files imply: as recorded
+// (every session still active at the end: tunnel time up to the last
+// record, no histogram observation), and with a record 31 s after the
+// last that lets every session expire (duration, bytes and tunnel time
+// per ClientID). Times are kept in whole ms, so each session may be off
+// by under 1 ms.
+func TestFileModeInsightReal(t *testing.T) {
+	for _, c := range realCaptures {
+		t.Run(c.name, func(t *testing.T) {
+			truth := loadTruth(t, c.truth)
+			flag := truthDomainFlag(truth)
+			run := func(capture string) scrapeValues {
+				res := runExecute(t, nil, flag, truth.Domain, "-capture.file", capture)
+				if res.code != 0 {
+					t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
+				}
+				return parseExposition(t, res.stdout)
+			}
+			dom := `domain="` + truth.Domain + `"`
+			msTol := float64(len(truth.Clients)) * 1e-3
+
+			// Responses: all NOERROR, each answering a query within 5 s.
+			e := run(c.pcap)
+			if got := e.sum("dnstt_responses_total", dom); got != float64(truth.Totals.Responses) {
+				t.Errorf("responses = %v, want %d", got, truth.Totals.Responses)
+			}
+			if got := e.sum("dnstt_responses_total", dom, `rcode="NOERROR"`); got != float64(truth.Totals.Responses) {
+				t.Errorf("NOERROR responses = %v, want %d", got, truth.Totals.Responses)
+			}
+			if got := e.sum("dnstt_response_latency_seconds_count", dom); got != float64(truth.Totals.Responses) {
+				t.Errorf("latency count = %v, want %d (every response)", got, truth.Totals.Responses)
+			}
+			if got := e.sum("dnstt_exporter_unmatched_responses_total"); got != 0 {
+				t.Errorf("unmatched = %v, want 0", got)
+			}
+			// Queries without a response are the last ones, younger than
+			// 5 s at the end: in neither latency nor unanswered.
+			if got, want := e.sum("dnstt_exporter_pending_queries"), float64(truth.Totals.Queries-truth.Totals.Responses); got != want {
+				t.Errorf("pending = %v, want %v", got, want)
+			}
+			if got := e.sum("dnstt_unanswered_queries_total", dom); got != 0 {
+				t.Errorf("unanswered = %v, want 0", got)
+			}
+			// Resolvers active at the end: a query within the window.
+			lastQuery := map[string]float64{}
+			for _, cl := range truth.Clients {
+				if len(cl.Resolvers) != 1 {
+					t.Fatalf("a client behind %d resolvers: the truth does not say when each was last used", len(cl.Resolvers))
+				}
+				lastQuery[cl.Resolvers[0]] = max(lastQuery[cl.Resolvers[0]], cl.LastTS)
+			}
+			active := 0
+			for r, last := range lastQuery {
+				if want, ok := truth.Resolvers[r]; !ok || want.Queries == 0 {
+					t.Fatalf("resolver %s of a client has no queries in the truth", r)
+				}
+				if truth.Packets.LastTS-last < truth.WindowS {
+					active++
+				}
+			}
+			if got := e.sum("dnstt_active_resolvers", dom); got != float64(active) || active != len(truth.Resolvers) {
+				t.Errorf("active resolvers = %v, want %d of %d", got, active, len(truth.Resolvers))
+			}
+			// Every session is still active: tunnel time up to the last
+			// record, nothing observed.
+			var tunnel float64
+			for _, cl := range truth.Clients {
+				if cl.MaxQueryGap >= truth.WindowS || truth.Packets.LastTS-cl.LastTS >= truth.WindowS {
+					t.Fatalf("client %+v: not one session active at the end", cl)
+				}
+				tunnel += truth.Packets.LastTS - cl.FirstTS
+			}
+			if got := e.sum("dnstt_session_seconds_total", dom); math.Abs(got-tunnel) > msTol {
+				t.Errorf("tunnel time = %v, want %v ± %v", got, tunnel, msTol)
+			}
+			for _, h := range []string{"dnstt_session_duration_seconds_count", "dnstt_session_bytes_count"} {
+				if got := e.sum(h, dom); got != 0 {
+					t.Errorf("%s = %v, want 0 (sessions still active are not observed)", h, got)
+				}
+			}
+
+			// A record 31 s after the last: every session expires.
+			lt, recs := readTestPcap(t, c.pcap)
+			end := recs[len(recs)-1].ts + 31e9
+			var gen []genRecord
+			for _, r := range append(recs, lateRecord(end)) {
+				gen = append(gen, genRecord{ts: r.ts, data: r.data})
+			}
+			e = run(writeTempFile(t, "late.pcap", genPcap(nil, binary.LittleEndian, false, lt, gen)))
+			var durations, sizes []float64
+			tunnel = 0
+			for _, cl := range truth.Clients {
+				durations = append(durations, cl.LastTS-cl.FirstTS)
+				sizes = append(sizes, float64(cl.BytesIn+cl.BytesOut))
+				tunnel += cl.LastTS - cl.FirstTS + truth.WindowS
+			}
+			checkHistogram(t, e, "dnstt_session_duration_seconds", dom, durationHistBounds, durations, msTol)
+			checkHistogram(t, e, "dnstt_session_bytes", dom, bytesHistBounds, sizes, 0)
+			if got := e.sum("dnstt_session_seconds_total", dom); math.Abs(got-tunnel) > msTol {
+				t.Errorf("tunnel time after expiry = %v, want %v ± %v", got, tunnel, msTol)
+			}
+			for _, g := range []string{"dnstt_active_resolvers", "dnstt_active_clients"} {
+				if got := e.sum(g, dom); got != 0 {
+					t.Errorf("%s after expiry = %v, want 0", g, got)
+				}
+			}
+			// The queries left without a response are now unanswered.
+			if got, want := e.sum("dnstt_unanswered_queries_total", dom), float64(truth.Totals.Queries-truth.Totals.Responses); got != want {
+				t.Errorf("unanswered after 31 s = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// insightPacket is one dnstt datagram of the SPEC section 7 scenario.
+type insightPacket struct {
+	at       float64 // seconds after the start
+	client   byte    // ClientID's first byte
+	resolver string
+	port     uint16
+	dnsID    uint16
+	response bool
+	rcode    byte
+}
+
+// insightResolvers are the scenario's resolvers and their labels in
+// testdata/geo/country.mmdb and asn.mmdb.
+var insightResolvers = map[string]geoSeriesKey{
+	"198.51.100.10":  {"DE", "64500"},
+	"198.51.100.200": {"BR", "64500"},
+	"203.0.113.10":   {"JP", "64501"},
+	"2001:db8:1::10": {"NL", "64502"},
+}
+
+// insightScenario is a synthetic capture of SPEC section 7's cases:
+//   - client 1 (via DE): queries at 0, 2, 4, expires, comes back at 40, 42
+//     (the answer at 40.1 is SERVFAIL);
+//   - client 2 changes resolver and country: DE at 1, 3, BR at 10, 12;
+//   - client 3 (via JP): its query at 4.5 is never answered, at 6 answered,
+//     at 7 answered after 6 s (at 13);
+//   - client 4 (via NL): three queries at once at 60 (three pending: a
+//     table of two overflows), answered at 60.5;
+//
+// every other query is answered 0.1 s later; a last record at 100 s lets
+// everything expire (without it the capture ends at 60.5).
+func insightScenario() []insightPacket {
+	var pk []insightPacket
+	qr := func(at float64, client byte, resolver string, port, id uint16, answer float64, rcode byte) {
+		pk = append(pk, insightPacket{at, client, resolver, port, id, false, 0})
+		if answer >= 0 {
+			pk = append(pk, insightPacket{answer, client, resolver, port, id, true, rcode})
+		}
+	}
+	const de, br, jp, nl = "198.51.100.10", "198.51.100.200", "203.0.113.10", "2001:db8:1::10"
+	for i, at := range []float64{0, 2, 4, 40, 42} {
+		rc := byte(0)
+		if at == 40 {
+			rc = 2
+		}
+		qr(at, 1, de, 1000, uint16(100+i), at+0.1, rc)
+	}
+	qr(1, 2, de, 2000, 200, 1.1, 0)
+	qr(3, 2, de, 2000, 201, 3.1, 0)
+	qr(10, 2, br, 2001, 202, 10.1, 0)
+	qr(12, 2, br, 2001, 203, 12.1, 0)
+	qr(4.5, 3, jp, 3000, 300, -1, 0)
+	qr(6, 3, jp, 3000, 301, 6.1, 0)
+	qr(7, 3, jp, 3000, 302, 13, 0)
+	for i := range 3 {
+		qr(60+float64(i)*0.001, 4, nl, uint16(4000+i), 400, 60.5, 0)
+	}
+	slices.SortStableFunc(pk, func(a, b insightPacket) int { return cmp.Compare(a.at, b.at) })
+	return pk
+}
+
+// insightCapture writes the scenario as a pcap file, with the record at
+// 100 s when late; it returns the path and each datagram's DNS length.
+func insightCapture(t *testing.T, late bool) (string, []int) {
+	t.Helper()
+	const base = int64(1795600000) * 1e9
+	server4, server6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	var recs []genRecord
+	var lens []int
+	for _, p := range insightScenario() {
+		var id clientID
+		id[0], id[7] = p.client, 0x5a
+		name := genQName(id, make([]byte, 8+int(p.dnsID%3)*20), "t.example.com", p.response)
+		m := genDNS(p.dnsID, name, 16, p.response, 200+int(p.dnsID%5)*100)
+		m[3] |= p.rcode
+		res := netip.MustParseAddr(p.resolver)
+		var ip []byte
+		switch {
+		case res.Is4() && p.response:
+			ip = genIPv4(server4, res, 53, p.port, m, p.dnsID, 0)[0]
+		case res.Is4():
+			ip = genIPv4(res, server4, p.port, 53, m, p.dnsID, 0)[0]
+		case p.response:
+			ip = genIPv6(server6, res, 53, p.port, m)
+		default:
+			ip = genIPv6(res, server6, p.port, 53, m)
+		}
+		recs = append(recs, genRecord{ts: base + int64(math.Round(p.at*1e6))*1e3, data: genEthernet(ip)})
+		lens = append(lens, len(m))
+	}
+	if late {
+		recs = append(recs, genRecord{ts: base + 100e9, data: lateRecord(0).data})
+	}
+	return writeTempFile(t, "insight.pcap", genPcap(nil, binary.LittleEndian, true, linkEthernet, recs)), lens
+}
+
+// TestFileModeInsightSynthetic replays insightScenario with GeoIP and
+// checks every SPEC section 7 metric by label set, against values worked
+// out by hand from the scenario (and the bytes from the datagrams).
+func TestFileModeInsightSynthetic(t *testing.T) {
+	geo := []string{"-geoip.country-database", "testdata/geo/country.mmdb", "-geoip.asn-database", "testdata/geo/asn.mmdb"}
+	path, lens := insightCapture(t, true)
+	// Bytes of each activation: client 1's two, and one each of the others.
+	act := map[string]float64{}
+	for i, p := range insightScenario() {
+		k := string('0' + p.client)
+		if p.client == 1 && p.at >= 40 {
+			k = "1b"
+		}
+		act[k] += float64(lens[i])
+	}
+	type series = map[geoSeriesKey]float64
+	de, br, jp, nl := insightResolvers["198.51.100.10"], insightResolvers["198.51.100.200"], insightResolvers["203.0.113.10"], insightResolvers["2001:db8:1::10"]
+
+	e := runExposition(t, path, geo...)
+	// Tunnel time: client 1: 4 + 30 and 2 + 30 s; client 2: 9 s on DE
+	// until it moves, then 12 + 30 − 10 on BR; client 3: 2.5 + 30; client
+	// 4: 0.002 + 30.
+	checkSeries(t, e, "dnstt_session_seconds_total", series{de: 66 + 9, br: 32, jp: 32.5, nl: 30.002}, 1e-9)
+	checkSeries(t, e, "dnstt_sessions_total", series{de: 3, br: 0, jp: 1, nl: 1}, 0)
+	checkSeries(t, e, "dnstt_active_resolvers", series{de: 0, br: 0, jp: 0, nl: 0}, 0)
+	// Histograms by (domain, country): client 2 ended on BR.
+	for _, c := range []struct {
+		country          string
+		durations, bytes []float64
+	}{
+		{"DE", []float64{4, 2}, []float64{act["1"], act["1b"]}},
+		{"BR", []float64{11}, []float64{act["2"]}},
+		{"JP", []float64{2.5}, []float64{act["3"]}},
+		{"NL", []float64{0.002}, []float64{act["4"]}},
+	} {
+		l := `country="` + c.country + `"`
+		checkHistogram(t, e, "dnstt_session_duration_seconds", l, durationHistBounds, c.durations, 1e-9)
+		checkHistogram(t, e, "dnstt_session_bytes", l, bytesHistBounds, c.bytes, 0)
+	}
+	// Health: 14 responses, one SERVFAIL; 13 matched (not the one 6 s
+	// late); two unanswered (the one never answered, the late one).
+	dom := `domain="t.example.com"`
+	for _, c := range []struct {
+		name, label string
+		want        float64
+	}{
+		{"dnstt_responses_total", `rcode="NOERROR"`, 13},
+		{"dnstt_responses_total", `rcode="SERVFAIL"`, 1},
+		{"dnstt_responses_total", `rcode="REFUSED"`, 0},
+		{"dnstt_response_latency_seconds_count", dom, 13},
+		{"dnstt_response_latency_seconds_bucket", `le="0.25"`, 10},
+		{"dnstt_response_latency_seconds_bucket", `le="0.5"`, 13},
+		{"dnstt_unanswered_queries_total", dom, 2},
+		{"dnstt_exporter_unmatched_responses_total", "", 1},
+		{"dnstt_exporter_pending_queries_overflow_total", "", 0},
+		{"dnstt_exporter_resolvers_overflow_total", "", 0},
+		{"dnstt_exporter_pending_queries", "", 0},
+	} {
+		if got := e.sum(c.name, c.label); got != c.want {
+			t.Errorf("%s{%s} = %v, want %v", c.name, c.label, got, c.want)
+		}
+	}
+	if got, want := e.sum("dnstt_response_latency_seconds_sum", dom), 10*0.1+0.5+0.499+0.498; math.Abs(got-want) > 1e-6 {
+		t.Errorf("latency sum = %v, want %v", got, want)
+	}
+
+	t.Run("tables of two", func(t *testing.T) {
+		// Client 4's third query finds the pending table full: its
+		// response is unmatched (the query at 4.5 was swept at 10, before
+		// client 2's, so nothing else overflows). The resolver table holds DE and JP when
+		// client 2 moves to BR (both queries of BR overflow); by 40 s DE
+		// and JP have expired, so client 1 and 4's resolvers fit again.
+		e := runExposition(t, path, append(geo, "-latency.max-pending", "2", "-resolvers.max", "2")...)
+		for _, c := range []struct {
+			name string
+			want float64
+		}{
+			{"dnstt_response_latency_seconds_count", 12},
+			{"dnstt_exporter_pending_queries_overflow_total", 1},
+			{"dnstt_exporter_unmatched_responses_total", 2},
+			{"dnstt_exporter_resolvers_overflow_total", 2},
+			{"dnstt_queries_total", 15},
+			{"dnstt_sessions_total", 5},
+		} {
+			if got := e.sum(c.name); got != c.want {
+				t.Errorf("%s = %v, want %v", c.name, got, c.want)
+			}
+		}
+		checkSeries(t, e, "dnstt_session_seconds_total", series{de: 66 + 9, br: 32, jp: 32.5, nl: 30.002}, 1e-9)
+	})
+
+	t.Run("ends at 60.5 s", func(t *testing.T) {
+		path, _ := insightCapture(t, false)
+		e := runExposition(t, path, geo...)
+		// Active: DE (client 1 at 42) and NL; BR (12) and JP (7) expired.
+		checkSeries(t, e, "dnstt_active_resolvers", series{de: 1, br: 0, jp: 0, nl: 1}, 0)
+		// Client 1's second activation and client 4 are still active:
+		// tunnel time up to 60.5 s, not observed.
+		checkSeries(t, e, "dnstt_session_seconds_total", series{de: 34 + 9 + 20.5, br: 32, jp: 32.5, nl: 0.5}, 1e-9)
+		if got := e.sum("dnstt_session_duration_seconds_count", `country="DE"`); got != 1 {
+			t.Errorf("DE durations = %v, want 1 (the first activation)", got)
+		}
+		if got := e.sum("dnstt_session_duration_seconds_count", `country="NL"`); got != 0 {
+			t.Errorf("NL durations = %v, want 0", got)
+		}
+	})
+}
+
+// checkSeries checks a family's value per label set (domain
+// t.example.com) to within tol.
+func checkSeries(t *testing.T, e scrapeValues, name string, want map[geoSeriesKey]float64, tol float64) {
+	t.Helper()
+	got := e.geoSeries(t, name, "t.example.com")
+	for k, w := range want {
+		if math.Abs(got[k]-w) > tol {
+			t.Errorf("%s{%v} = %v, want %v", name, k, got[k], w)
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok && v != 0 && k != (geoSeriesKey{"ZZ", "0"}) {
+			t.Errorf("%s{%v} = %v, not expected", name, k, v)
+		}
+	}
 }
 
 // Synthetic captures.
@@ -724,6 +1140,9 @@ func TestFlagErrors(t *testing.T) {
 		{"buffer size", with("-capture.buffer-size", "4 parsecs"), "-capture.buffer-size"},
 		{"buffer size too small", with("-capture.buffer-size", "1KiB"), "-capture.buffer-size 1KiB"},
 		{"file and interface", with("-capture.interface", "eth0"), "give one or the other"},
+		{"max pending negative", with("-latency.max-pending", "-1"), "-latency.max-pending -1: want 0 to 67108864"},
+		{"max pending too large", with("-latency.max-pending", "67108865"), "-latency.max-pending 67108865: want 0 to"},
+		{"max resolvers negative", with("-resolvers.max", "-5"), "-resolvers.max -5: want 0 to 67108864"},
 		{"duplicate interface", []string{"-dnstt.domain", "t.example.com", "-capture.interface", "lo", "-capture.interface", "lo"}, "given twice"},
 		{"sessions.max 0", with("-sessions.max", "0"), "-sessions.max 0"},
 		{"max label sets", with("-geoip.max-label-sets", "70000"), "-geoip.max-label-sets 70000"},
@@ -825,7 +1244,7 @@ func startTestServer(t *testing.T, cfg *config, h http.Handler) string {
 	if h == nil {
 		pl := newPipeline(cfg, nil, false)
 		clock := newMonoClock()
-		h = newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, capture: pl.stats, now: clock.now})
+		h = newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, pending: pl.pending, resolvers: pl.resolvers, capture: pl.stats, now: clock.now})
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -1670,7 +2089,7 @@ func TestReplayParallel(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				m := newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, capture: pl.stats, fileMode: true, now: func() int64 { return last }})
+				m := newMetrics(metricsConfig{domains: cfg.domains, sessions: pl.sessions, pending: pl.pending, resolvers: pl.resolvers, capture: pl.stats, fileMode: true, now: func() int64 { return last }})
 				outs[i] = fmt.Sprintf("records %d, last %d\n%s", n, last, m.appendText(nil))
 			}
 			if outs[0] != outs[1] {

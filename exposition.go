@@ -27,12 +27,14 @@ type metricsConfig struct {
 	// reloadFailures counts failed reloads of -dnstm.config; nil without
 	// one (no family).
 	reloadFailures *atomic.Uint64
-	sessions       *sessionTable // dnstt counters and sessions
-	capture        *captureStats // packet self-metrics
-	geo            *geoResolver  // nil without GeoIP
-	fileMode       bool          // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
-	now            func() int64  // the sessions' clock, for a scrape-time sweep; nil = no sweep
-	http           *httpStats    // the HTTP server's bounds; nil in file mode
+	sessions       *sessionTable  // dnstt counters and sessions
+	pending        *pendingTable  // responses, latency, unanswered; nil = an empty table that is off
+	resolvers      *resolverTable // active resolvers; nil = off
+	capture        *captureStats  // packet self-metrics
+	geo            *geoResolver   // nil without GeoIP
+	fileMode       bool           // dnstt and packet/session/GeoIP self-metrics only (SPEC section 5)
+	now            func() int64   // the sessions' clock, for a scrape-time sweep; nil = no sweep
+	http           *httpStats     // the HTTP server's bounds; nil in file mode
 }
 
 // metricFamily is a metric family of the exposition.
@@ -46,12 +48,24 @@ const (
 	famBytesIn
 	famBytesOut
 	famSessions
+	famSessionSeconds
+	famActiveResolvers
+	famSessionDuration
+	famSessionBytes
+	famResponses
+	famLatency
+	famUnanswered
 	famReceived
 	famDropped
 	famIgnored
 	famDuplicate
 	famTracked
 	famUntracked
+	famPending
+	famPendingOverflow
+	famUnmatched
+	famResolversTracked
+	famResolversOverflow
 	famGeoErrors
 	famGeoReloadFailures
 	famGeoBuildTime
@@ -118,6 +132,29 @@ var families = [familyCount]familyDesc{
 	famSessions: {"dnstt_sessions_total", "counter",
 		"dnstt sessions that became active: the first query of a ClientID, or its first query" +
 			" after more than -dnstt.window without one." + resolverNote},
+	famSessionSeconds: {"dnstt_session_seconds_total", "counter",
+		"Tunnel time: the integral of dnstt_active_clients over time, in seconds. Each session activation adds" +
+			" the time from its first query until it expires (its latest query plus -dnstt.window), advanced at every sweep," +
+			" so rate() is the mean number of concurrent sessions; reconnects with a new ClientID do not inflate it." + resolverNote},
+	famActiveResolvers: {"dnstt_active_resolvers", "gauge",
+		"Distinct resolver addresses with a dnstt query for this domain less than -dnstt.window ago" +
+			" (a resolver carrying two domains counts in both); addresses are never exported." + resolverNote},
+	famSessionDuration: {"dnstt_session_duration_seconds", "histogram",
+		"Duration of each ended session activation: its latest minus its first query (0 for one query)," +
+			" observed when it expires, under the label set it has then; sessions still active are not observed." +
+			" By domain and country only: an asn label would multiply the bucket series by every ASN." + resolverNote},
+	famSessionBytes: {"dnstt_session_bytes", "histogram",
+		"DNS message bytes of each ended session activation: its queries plus the responses carrying its ClientID," +
+			" observed when it expires. By domain and country only: an asn label would multiply the bucket series by every ASN." + resolverNote},
+	famResponses: {"dnstt_responses_total", "counter",
+		"dnstt responses by the 4-bit DNS header RCODE (NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED," +
+			" other values in decimal; extended RCODEs of EDNS are not read). By domain only, to keep cardinality low."},
+	famLatency: {"dnstt_response_latency_seconds", "histogram",
+		"Time from a dnstt query to the response that answers it (same resolver address and port, DNS ID and question name)." +
+			" It includes the time the server holds a poll when it has nothing to send (about 1 s for the reference server)," +
+			" so it measures the tunnel's answer time, not the network. By domain only, to keep cardinality low."},
+	famUnanswered: {"dnstt_unanswered_queries_total", "counter",
+		"dnstt queries with no response 5 seconds after they were seen."},
 	famReceived: {"dnstt_exporter_packets_received_total", "counter",
 		"Packets read from the capture, every copy included."},
 	famDropped: {"dnstt_exporter_packets_dropped_total", "counter",
@@ -131,6 +168,17 @@ var families = [familyCount]familyDesc{
 	famUntracked: {"dnstt_exporter_untracked_queries_total", "counter",
 		"dnstt queries of sessions not tracked because -sessions.max was reached;" +
 			" they count in queries and bytes but not in active, peak or sessions."},
+	famPending: {"dnstt_exporter_pending_queries", "gauge",
+		"dnstt queries waiting for their response in the pending-query table."},
+	famPendingOverflow: {"dnstt_exporter_pending_queries_overflow_total", "counter",
+		"dnstt queries not held for latency matching because -latency.max-pending was reached;" +
+			" their responses count as unmatched."},
+	famUnmatched: {"dnstt_exporter_unmatched_responses_total", "counter",
+		"dnstt responses whose query was not pending: never seen, not held (overflow), or answered more than 5 seconds late."},
+	famResolversTracked: {"dnstt_exporter_resolvers_tracked", "gauge",
+		"(resolver address, domain) pairs held in the resolver table."},
+	famResolversOverflow: {"dnstt_exporter_resolvers_overflow_total", "counter",
+		"dnstt queries of resolvers not tracked because -resolvers.max was reached; they are missing from dnstt_active_resolvers."},
 	famGeoErrors: {"dnstt_exporter_geoip_errors_total", "counter",
 		"GeoIP lookups that failed, by database. A failed address is cached like any other (as ZZ or asn 0) and counts once per cache entry."},
 	famGeoReloadFailures: {"dnstt_exporter_geoip_reload_failures_total", "counter",
@@ -208,17 +256,19 @@ var families = [familyCount]familyDesc{
 type labelGauge uint8
 
 const (
-	gaugeNone   labelGauge = iota // the family is a labelCount counter
-	gaugeActive                   // labelCounters.active
-	gaugePeak                     // labelCounters.peak, never below active
+	gaugeNone      labelGauge = iota // the family is a labelCount counter
+	gaugeActive                      // labelCounters.active
+	gaugePeak                        // labelCounters.peak, never below active
+	gaugeResolvers                   // labelCounters.resolvers; only with a resolver table
 )
 
 // labelSetFamily is a family with one series per label set (domain,
 // country, asn): which number of the label set it shows.
 type labelSetFamily struct {
-	fam   metricFamily
-	gauge labelGauge // gaugeNone: count is the value
-	count labelCount
+	fam    metricFamily
+	gauge  labelGauge // gaugeNone: count is the value
+	count  labelCount
+	millis bool // the count is in ms, printed in seconds
 }
 
 // labelSetFamilies are the per-label-set families, in output order, ahead
@@ -233,7 +283,30 @@ var labelSetFamilies = [...]labelSetFamily{
 	{fam: famBytesIn, count: countBytesIn},
 	{fam: famBytesOut, count: countBytesOut},
 	{fam: famSessions, count: countSessions},
+	{fam: famSessionSeconds, count: countSessionMillis, millis: true},
+	{fam: famActiveResolvers, gauge: gaugeResolvers},
 }
+
+// Histogram bucket bounds as printed: the tables' bounds in seconds and
+// bytes.
+var (
+	durationHistBounds = newHistogramBounds(scaleBounds(sessionDurationBounds, 1e3)...)
+	bytesHistBounds    = newHistogramBounds(scaleBounds(sessionBytesBounds, 1)...)
+	latencyHistBounds  = newHistogramBounds(scaleBounds(responseLatencyBounds, 1e6)...)
+)
+
+// scaleBounds returns bounds divided by div.
+func scaleBounds(bounds []uint64, div float64) []float64 {
+	f := make([]float64, len(bounds))
+	for i, b := range bounds {
+		f[i] = float64(b) / div
+	}
+	return f
+}
+
+// rcodeNames are the RCODE label values of RFC 1035 and RFC 2136 section
+// 2.2 that SPEC section 7 names; other values are printed in decimal.
+var rcodeNames = [...]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"}
 
 // contentType is the text exposition format 0.0.4 media type.
 const contentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -278,6 +351,26 @@ type labelOrder struct {
 	// `,le="…"` before the brace (appendHistogram).
 	labels []byte
 	ends   []int32
+	// groups gives, for the k-th set, its (domain, country) group of the
+	// session histograms: a non-decreasing index, as sets sort by domain
+	// and country first. groupLabels holds each group's label text
+	// `{domain="…",country="…"` at groupLabels[groupEnds[g-1]:groupEnds[g]].
+	groups      []int32
+	groupLabels []byte
+	groupEnds   []int32
+	// domainOrder lists every domain id since start sorted by name, for
+	// the per-domain families; domainLabels holds the k-th one's label
+	// text `{domain="…"` at domainLabels[domainEnds[k-1]:domainEnds[k]].
+	domainOrder  []int
+	domainLabels []byte
+	domainEnds   []int32
+}
+
+// groupHists is the session histograms of one (domain, country) group,
+// summed over its label sets: per-bucket counts and sums.
+type groupHists struct {
+	duration, bytes       [histMaxBuckets]uint64
+	durationSum, bytesSum uint64
 }
 
 // labelSnapshot is one label set's numbers, indexed like
@@ -286,11 +379,22 @@ type labelSnapshot [len(labelSetFamilies)]uint64
 
 // scrapeScratch holds one scrape's buffers; pooled.
 type scrapeScratch struct {
-	text  []byte
-	snaps []labelSnapshot
-	proc  procSample
-	zip   appendWriter
-	gz    *gzip.Writer
+	text   []byte
+	snaps  []labelSnapshot
+	hists  []groupHists
+	health []domainHealth
+	proc   procSample
+	zip    appendWriter
+	gz     *gzip.Writer
+}
+
+// domainHealth is one domain's response counters, copied before
+// formatting.
+type domainHealth struct {
+	rcodes     [rcodeCount]uint64
+	latency    [histMaxBuckets]uint64
+	latencySum uint64
+	unanswered uint64
 }
 
 // appendWriter is an io.Writer that appends to a byte slice.
@@ -314,6 +418,12 @@ func newMetrics(cfg metricsConfig) *metrics {
 	}
 	if cfg.capture == nil {
 		cfg.capture = &captureStats{}
+	}
+	if cfg.pending == nil {
+		cfg.pending = newPendingTable(0, maxDomainIDs)
+	}
+	if cfg.resolvers == nil {
+		cfg.resolvers = newResolverTable(0, cfg.sessions)
 	}
 	m := &metrics{
 		cfg:            cfg,
@@ -547,7 +657,18 @@ func (m *metrics) currentOrder() *labelOrder {
 	for k, key := range keys {
 		o.sets[k] = key.set
 	}
-	for _, key := range keys {
+	for k, key := range keys {
+		if k == 0 || key.domain != keys[k-1].domain || (m.hasCountry && key.country != keys[k-1].country) {
+			b := append(o.groupLabels, `{domain="`...)
+			b = appendEscaped(b, key.domain)
+			if m.hasCountry {
+				b = append(b, `",country="`...)
+				b = appendEscaped(b, key.country)
+			}
+			o.groupLabels = append(b, '"')
+			o.groupEnds = append(o.groupEnds, int32(len(o.groupLabels)))
+		}
+		o.groups = append(o.groups, int32(len(o.groupEnds)-1))
 		b := append(o.labels, `{domain="`...)
 		b = appendEscaped(b, key.domain)
 		if m.hasCountry {
@@ -560,6 +681,17 @@ func (m *metrics) currentOrder() *labelOrder {
 		}
 		o.labels = append(b, '"')
 		o.ends = append(o.ends, int32(len(o.labels)))
+	}
+	o.domainOrder = make([]int, len(ts.names))
+	for i := range o.domainOrder {
+		o.domainOrder[i] = i
+	}
+	slices.SortFunc(o.domainOrder, func(a, b int) int { return strings.Compare(ts.names[a], ts.names[b]) })
+	for _, d := range o.domainOrder {
+		b := append(o.domainLabels, `{domain="`...)
+		b = appendEscaped(b, ts.names[d])
+		o.domainLabels = append(b, '"')
+		o.domainEnds = append(o.domainEnds, int32(len(o.domainLabels)))
 	}
 	m.order.Store(o)
 	return o
@@ -576,8 +708,12 @@ func (m *metrics) appendText(dst []byte) []byte {
 // appendTo is appendText with the scrape's scratch buffers.
 func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 	t := m.cfg.sessions
+	pt, rt := m.cfg.pending, m.cfg.resolvers
 	if m.cfg.now != nil {
-		t.sweep(m.cfg.now())
+		now := m.cfg.now()
+		t.sweep(now)
+		pt.sweep(now)
+		rt.sweep(now)
 	}
 	o := m.currentOrder()
 
@@ -595,6 +731,8 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 				s[r] = uint64(active)
 			case gaugePeak:
 				s[r] = uint64(max(c.peak.Load(), active))
+			case gaugeResolvers:
+				s[r] = uint64(c.resolvers.Load())
 			default:
 				s[r] = c.counts[lf.count].Load()
 			}
@@ -602,12 +740,51 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 		snaps = append(snaps, s)
 	}
 	sc.snaps = snaps
+	hists := sc.hists[:0]
+	for k, i := range o.sets {
+		if k == 0 || o.groups[k] != o.groups[k-1] {
+			hists = append(hists, groupHists{})
+		}
+		g, h := &hists[len(hists)-1], t.hist(int(i))
+		for b := range g.duration {
+			g.duration[b] += h.duration.counts[b].Load()
+			g.bytes[b] += h.bytes.counts[b].Load()
+		}
+		g.durationSum += h.duration.sum.Load()
+		g.bytesSum += h.bytes.sum.Load()
+	}
+	sc.hists = hists
+	health := sc.health[:0]
+	for _, d := range o.domainOrder {
+		st := pt.domainStats(uint16(d))
+		var h domainHealth
+		for r := range h.rcodes {
+			h.rcodes[r] = st.rcodes[r].Load()
+		}
+		for b := range h.latency {
+			h.latency[b] = st.latency.counts[b].Load()
+		}
+		h.latencySum = st.latency.sum.Load()
+		h.unanswered = st.unanswered.Load()
+		health = append(health, h)
+	}
+	sc.health = health
+	var pendingNow, resolversNow int
+	if pt.on() {
+		pendingNow = pt.pending()
+	}
+	if rt.on() {
+		resolversNow = rt.tracked()
+	}
 	if m.proc != nil {
 		m.proc.read(&sc.proc)
 	}
 
 	for r := range labelSetFamilies {
 		lf := &labelSetFamilies[r]
+		if lf.gauge == gaugeResolvers && !rt.on() {
+			continue
+		}
 		name := families[lf.fam].name
 		dst = appendHeader(dst, lf.fam)
 		start := int32(0)
@@ -615,12 +792,78 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 			end := o.ends[k]
 			dst = appendSeriesName(dst, name, "", o.labels[start:end])
 			start = end
-			if lf.gauge != gaugeNone {
+			switch {
+			case lf.gauge != gaugeNone:
 				dst = strconv.AppendInt(dst, int64(snaps[k][r]), 10)
-			} else {
+			case lf.millis:
+				dst = strconv.AppendFloat(dst, float64(snaps[k][r])/1e3, 'g', -1, 64)
+			default:
 				dst = strconv.AppendUint(dst, snaps[k][r], 10)
 			}
 			dst = append(dst, '\n')
+		}
+	}
+
+	nb := len(durationHistBounds.leEnds)
+	dst = appendHeader(dst, famSessionDuration)
+	start := int32(0)
+	for g := range hists {
+		end := o.groupEnds[g]
+		dst = appendHistogram(dst, families[famSessionDuration].name, durationHistBounds, o.groupLabels[start:end],
+			hists[g].duration[:nb], float64(hists[g].durationSum)/1e3)
+		start = end
+	}
+	nb = len(bytesHistBounds.leEnds)
+	dst = appendHeader(dst, famSessionBytes)
+	start = 0
+	for g := range hists {
+		end := o.groupEnds[g]
+		dst = appendHistogram(dst, families[famSessionBytes].name, bytesHistBounds, o.groupLabels[start:end],
+			hists[g].bytes[:nb], float64(hists[g].bytesSum))
+		start = end
+	}
+
+	dst = appendHeader(dst, famResponses)
+	start = 0
+	for k := range health {
+		end := o.domainEnds[k]
+		labels := o.domainLabels[start:end]
+		start = end
+		for rc, v := range health[k].rcodes {
+			if rc >= len(rcodeNames) && v == 0 {
+				continue // the named RCODEs always, others once seen
+			}
+			dst = append(dst, families[famResponses].name...)
+			dst = append(dst, labels...)
+			dst = append(dst, `,rcode="`...)
+			if rc < len(rcodeNames) {
+				dst = append(dst, rcodeNames[rc]...)
+			} else {
+				dst = strconv.AppendInt(dst, int64(rc), 10)
+			}
+			dst = append(dst, `"} `...)
+			dst = strconv.AppendUint(dst, v, 10)
+			dst = append(dst, '\n')
+		}
+	}
+	if pt.on() {
+		nb = len(latencyHistBounds.leEnds)
+		dst = appendHeader(dst, famLatency)
+		start = 0
+		for k := range health {
+			end := o.domainEnds[k]
+			dst = appendHistogram(dst, families[famLatency].name, latencyHistBounds, o.domainLabels[start:end],
+				health[k].latency[:nb], float64(health[k].latencySum)/1e6)
+			start = end
+		}
+		dst = appendHeader(dst, famUnanswered)
+		start = 0
+		for k := range health {
+			end := o.domainEnds[k]
+			dst = appendSeriesName(dst, families[famUnanswered].name, "", o.domainLabels[start:end])
+			dst = strconv.AppendUint(dst, health[k].unanswered, 10)
+			dst = append(dst, '\n')
+			start = end
 		}
 	}
 
@@ -639,6 +882,20 @@ func (m *metrics) appendTo(dst []byte, sc *scrapeScratch) []byte {
 	dst = appendIntSample(dst, famTracked, "", "", t.tracked.Load())
 	dst = appendHeader(dst, famUntracked)
 	dst = appendUintSample(dst, famUntracked, "", "", t.untracked.Load())
+	if pt.on() {
+		dst = appendHeader(dst, famPending)
+		dst = appendIntSample(dst, famPending, "", "", int64(pendingNow))
+		dst = appendHeader(dst, famPendingOverflow)
+		dst = appendUintSample(dst, famPendingOverflow, "", "", pt.overflow.Load())
+		dst = appendHeader(dst, famUnmatched)
+		dst = appendUintSample(dst, famUnmatched, "", "", pt.unmatched.Load())
+	}
+	if rt.on() {
+		dst = appendHeader(dst, famResolversTracked)
+		dst = appendIntSample(dst, famResolversTracked, "", "", int64(resolversNow))
+		dst = appendHeader(dst, famResolversOverflow)
+		dst = appendUintSample(dst, famResolversOverflow, "", "", rt.overflow.Load())
+	}
 
 	if g := m.cfg.geo; g != nil {
 		gs := &g.stats

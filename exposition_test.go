@@ -80,6 +80,39 @@ func fillTestState(tab *sessionTable, cs *captureStats) {
 	}
 }
 
+// fillTestHealth puts a fixed state into the pending-query and resolver
+// tables: answered, unanswered and unmatched queries on both domains, an
+// RCODE without a name, and resolvers on several label sets.
+func fillTestHealth(pt *pendingTable, rt *resolverTable) {
+	pq := func(d uint16, port uint16, at float64) {
+		p := testPendingPacket(dirQuery, port, 1, "abcdefghijklmnop.t.example.com")
+		p.domain = d
+		pt.query(p, atSec(at))
+	}
+	pr := func(d uint16, port uint16, rcode uint8, at float64) {
+		p := testPendingPacket(dirResponse, port, 1, "abcdefghijklmnop.t.example.com")
+		p.domain, p.rcode = d, rcode
+		pt.response(p, atSec(at))
+	}
+	pq(1, 1, 30)
+	pr(1, 1, 0, 30.0004)
+	pq(1, 2, 30)
+	pr(1, 2, 0, 31.2)
+	pq(0, 3, 30)
+	pr(0, 3, 2, 30.02)
+	pq(0, 4, 30)      // unanswered
+	pr(0, 5, 9, 30.1) // unmatched, RCODE 9
+	pq(1, 6, 36)      // still pending
+	pt.sweep(atSec(35.5))
+	rq := func(d uint16, addr string, g geoID) {
+		rt.query(testResolverPacket(d, addr), g, atSec(36))
+	}
+	rq(1, "198.51.100.1", 1)
+	rq(1, "198.51.100.2", 1)
+	rq(1, "198.51.100.3", 4)
+	rq(0, "2001:db8::1", 3)
+}
+
 // testTunnelDomains are testDomains with their settings: a VayDNS domain
 // (NULL, 4-byte ClientIDs) and a dnstt one.
 var testTunnelDomains = []tunnelDomain{vaydnsDomain(testDomains[0], 4, 10), dnsttDomain(testDomains[1])}
@@ -101,6 +134,9 @@ func testMetrics(t testing.TB, geo, fileMode bool) *metrics {
 	}
 	cfg.sessions = newSessionTable(sessionConfig{window: testWindow, max: 5, domains: len(testDomains), geoIDs: geoIDs})
 	fillTestState(cfg.sessions, cfg.capture)
+	cfg.pending = newPendingTable(100, len(testDomains))
+	cfg.resolvers = newResolverTable(100, cfg.sessions)
+	fillTestHealth(cfg.pending, cfg.resolvers)
 	return newMetrics(cfg)
 }
 

@@ -362,6 +362,8 @@ func startCaptureOf(t *testing.T, ns string, cfg captureConfig, domains []tunnel
 	if domains != nil {
 		pl.tunnels.Store(newTunnelSet(domains, &cfg.port))
 		pl.sessions = newSessionTable(sessionConfig{window: 30 * time.Second, max: 10000, domains: len(domains), geoIDs: 1})
+		pl.pending = newPendingTable(defaultPendingMax, len(domains))
+		pl.resolvers = newResolverTable(defaultResolversMax, pl.sessions)
 	}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
@@ -399,10 +401,12 @@ func waitReceived(t *testing.T, pl *pipeline, want uint64) {
 // scrape returns the exposition of pl's counters as series → value.
 func scrape(pl *pipeline) map[string]float64 {
 	m := newMetrics(metricsConfig{
-		tunnels:  pl.currentTunnels,
-		sessions: pl.sessions,
-		capture:  pl.stats,
-		now:      monotonicNow, // the clock of a capture opened without one
+		tunnels:   pl.currentTunnels,
+		sessions:  pl.sessions,
+		pending:   pl.pending,
+		resolvers: pl.resolvers,
+		capture:   pl.stats,
+		now:       monotonicNow, // the clock of a capture opened without one
 	})
 	return parseSeries(m.appendText(nil))
 }
@@ -809,6 +813,14 @@ func testCaptureReplay(t *testing.T, c realCapture) {
 		{"dnstt_sessions_total", truth.Totals.SessionsTotal},
 		{"dnstt_active_clients", truth.Totals.SessionsTotal}, // all still active right after the replay
 		{"dnstt_peak_clients", truth.Totals.SessionsTotal},
+		// SPEC section 7: every response answers a query seen just before
+		// it (the replay keeps the order); every resolver is active.
+		{"dnstt_responses_total", truth.Totals.Responses},
+		{"dnstt_response_latency_seconds_count", truth.Totals.Responses},
+		{"dnstt_unanswered_queries_total", 0},
+		{"dnstt_exporter_unmatched_responses_total", 0},
+		{"dnstt_exporter_pending_queries", truth.Totals.Queries - truth.Totals.Responses},
+		{"dnstt_active_resolvers", uint64(len(truth.Resolvers))},
 	} {
 		if got, ok := sumFamily(s, c.name); !ok || got != float64(c.want) {
 			t.Errorf("%s = %v (present %v), want %d", c.name, got, ok, c.want)

@@ -70,6 +70,7 @@ type dnsttPacket struct {
 	dnsID        uint16     // DNS message ID
 	dnsLen       int        // DNS message length: UDP length − 8
 	qname        []byte     // question name as on the wire; aliases the input
+	rcode        uint8      // a response's 4-bit header RCODE (RFC 1035 section 4.1.1); 0 for a query
 }
 
 // captureStats are the packet self-metrics, shared by every capture source.
@@ -128,6 +129,7 @@ const (
 	udpSrcPortOff     = 0  // RFC 768
 	udpDstPortOff     = 2
 	udpLenOff         = 4
+	dnsRcodeMask      = 0x0f // RCODE, in DNS header byte 3 (RFC 1035 section 4.1.1)
 
 	protoUDP = 17 // IANA protocol number
 
@@ -304,12 +306,13 @@ func (d *decoder) decodeUDP(b []byte, ipPayloadLen int, fragmented bool, p *dnst
 		if dport != d.port {
 			return ignoreWrongPort
 		}
-		p.dir, p.resolverPort = dirQuery, sport
+		p.dir, p.resolverPort, p.rcode = dirQuery, sport, 0
 	} else {
 		if sport != d.port {
 			return ignoreWrongPort
 		}
 		p.dir, p.resolverPort = dirResponse, dport
+		p.rcode = msg[3] & dnsRcodeMask
 	}
 	if r := d.domains.parseMessage(msg, p); r != ignoreNone {
 		return r

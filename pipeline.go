@@ -19,18 +19,21 @@ import (
 )
 
 // pipeline turns captured packets into metrics: decode, count the reason,
-// drop duplicates, resolve GeoIP labels, update sessions. Capture sources
-// (the live ring and the file reader) call it inline, one packet at a time.
+// drop duplicates, resolve GeoIP labels, update sessions, pending queries
+// and resolvers. Capture sources (the live ring and the file reader) call
+// it inline, one packet at a time.
 type pipeline struct {
 	// tunnels is the tunnel-domain configuration in force with its
 	// decoder: one atomic load per packet, replaced whole by setDomains
 	// (a SIGHUP reload of -dnstm.config).
-	tunnels  atomic.Pointer[tunnelSet]
-	setMu    sync.Mutex // serialises setDomains
-	geo      *geoResolver
-	sessions *sessionTable
-	stats    *captureStats
-	dedup    *dedupTable // nil when copies on several interfaces are impossible
+	tunnels   atomic.Pointer[tunnelSet]
+	setMu     sync.Mutex // serialises setDomains
+	geo       *geoResolver
+	sessions  *sessionTable
+	pending   *pendingTable  // latency, unanswered queries, RCODEs (SPEC section 7)
+	resolvers *resolverTable // active resolvers (SPEC section 7)
+	stats     *captureStats
+	dedup     *dedupTable // nil when copies on several interfaces are impossible
 }
 
 // tunnelSet is a tunnel-domain configuration: immutable once published.
@@ -70,6 +73,10 @@ func newPipeline(cfg *config, geo *geoResolver, dedup bool) *pipeline {
 		stats: &captureStats{},
 	}
 	pl.tunnels.Store(newTunnelSet(cfg.domains, &cfg.port))
+	// Room for every domain id a reload can add: responseStats are
+	// 256 bytes each, 64 KiB in all.
+	pl.pending = newPendingTable(cfg.pendingMax, maxDomainIDs)
+	pl.resolvers = newResolverTable(cfg.resolversMax, pl.sessions)
 	if dedup {
 		pl.dedup = newDedupTable()
 	}
@@ -157,9 +164,20 @@ func (pl *pipeline) count(p *dnsttPacket, r ignoreReason, iface uint64, now int6
 	g := pl.geo.lookup(p.resolver)
 	if p.dir == dirQuery {
 		pl.sessions.query(p, g, now)
+		pl.pending.query(p, now)
+		pl.resolvers.query(p, g, now)
 	} else {
 		pl.sessions.response(p, g, now)
+		pl.pending.response(p, now)
 	}
+}
+
+// sweep expires sessions, pending queries and resolvers at now (ns on the
+// sessions' clock) and advances tunnel time.
+func (pl *pipeline) sweep(now int64) {
+	pl.sessions.sweep(now)
+	pl.pending.sweep(now)
+	pl.resolvers.sweep(now)
 }
 
 // sweepInterval is how often sessions are expired, on the sessions' clock:
@@ -189,9 +207,9 @@ func replay(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int64, reco
 			}
 			return 0, clock.records, err
 		}
-		pl.handleLink(rec.lt, rec.data, rec.iface, clock.advance(rec.ts, pl.sessions))
+		pl.handleLink(rec.lt, rec.data, rec.iface, clock.advance(rec.ts, pl))
 	}
-	last, records = clock.finish(pl.sessions)
+	last, records = clock.finish(pl)
 	return last, records, nil
 }
 
@@ -209,25 +227,25 @@ func newPacketClock() packetClock {
 }
 
 // advance counts a record stamped ts, moves the clock to it unless that
-// is backwards, sweeps t when sweepInterval has passed and returns the
+// is backwards, sweeps pl when sweepInterval has passed and returns the
 // clock.
-func (c *packetClock) advance(ts int64, t *sessionTable) int64 {
+func (c *packetClock) advance(ts int64, pl *pipeline) int64 {
 	c.records++
 	c.now = max(c.now, ts)
 	if c.now >= c.nextSweep {
-		t.sweep(c.now)
+		pl.sweep(c.now)
 		c.nextSweep = c.now + int64(sweepInterval)
 	}
 	return c.now
 }
 
-// finish sweeps t once more at the last record's time and returns that
+// finish sweeps pl once more at the last record's time and returns that
 // time and the number of records; both are 0 without records.
-func (c *packetClock) finish(t *sessionTable) (last int64, records uint64) {
+func (c *packetClock) finish(pl *pipeline) (last int64, records uint64) {
 	if c.records == 0 {
 		return 0, 0
 	}
-	t.sweep(c.now)
+	pl.sweep(c.now)
 	return c.now, c.records
 }
 
@@ -276,7 +294,7 @@ func replayParallel(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int
 		b := <-full
 		for i := range b.recs[:b.n] {
 			d := &b.recs[i]
-			pl.count(&d.p, d.r, d.iface, clock.advance(d.ts, pl.sessions))
+			pl.count(&d.p, d.r, d.iface, clock.advance(d.ts, pl))
 		}
 		err := b.err
 		free <- b
@@ -287,7 +305,7 @@ func replayParallel(r *pcapReader, pl *pipeline, stopped *atomic.Bool) (last int
 			return 0, clock.records, err
 		}
 	}
-	last, records = clock.finish(pl.sessions)
+	last, records = clock.finish(pl)
 	return last, records, nil
 }
 
@@ -357,14 +375,14 @@ func newMonoClock() monoClock { return monoClock{start: time.Now()} }
 // now returns the clock's current value in ns.
 func (c monoClock) now() int64 { return int64(time.Since(c.start)) + monoClockBase }
 
-// sweepLoop expires sessions every sweepInterval on clock until stop.
-func sweepLoop(t *sessionTable, clock monoClock, stop <-chan struct{}) {
+// sweepLoop sweeps pl every sweepInterval on clock until stop.
+func sweepLoop(pl *pipeline, clock monoClock, stop <-chan struct{}) {
 	tick := time.NewTicker(sweepInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-tick.C:
-			t.sweep(clock.now())
+			pl.sweep(clock.now())
 		case <-stop:
 			return
 		}

@@ -332,6 +332,8 @@ func newTestPipeline(dedup bool) *pipeline {
 	}
 	port := uint16(53)
 	pl.tunnels.Store(newTunnelSet(dnsttDomains("t.example.com"), &port))
+	pl.pending = newPendingTable(defaultPendingMax, 1)
+	pl.resolvers = newResolverTable(defaultResolversMax, pl.sessions)
 	if dedup {
 		pl.dedup = newDedupTable()
 	}

@@ -21,15 +21,16 @@ type sessionConfig struct {
 
 // Session table geometry.
 //
-// Sizes (64-bit and 32-bit alike): a sessionEntry is 32 bytes. A shard
+// Sizes (64-bit): a sessionEntry is 40 bytes (36 on 32-bit). A shard
 // grows by 3/2 once it is more than 85% full, so its load stays between
 // 0.85/1.5 ≈ 0.57 and 0.85, and the entries of -sessions.max sessions take
-// at most max × 32 / 0.57 ≈ max × 57 bytes (57 MB at the default 1,000,000),
+// at most max × 40 / 0.57 ≈ max × 70 bytes (70 MB at the default 1,000,000),
 // plus one shard's old array while that shard grows. A sweep shrinks a
 // shard that fell below 1/8 full, so a past flood does not pin memory.
-// BenchmarkSessionMemory1M measures the heap per tracked session (47 B).
-// The per-label-set counters add 64 bytes × domains × geoIDs, where
-// domains counts every domain id since start (at most maxDomainIDs).
+// BenchmarkSessionMemory1M measures the heap per tracked session (about
+// 57 B; README: Performance). The per-label-set counters and session
+// histograms add 128 + 224 bytes × domains × geoIDs, where domains counts
+// every domain id since start (at most maxDomainIDs).
 const (
 	sessionShardBits = 8
 	sessionShards    = 1 << sessionShardBits // power of two; picked by the top hash bits
@@ -51,23 +52,23 @@ const (
 	maxSessionTicks = 1<<31 - 1 // longest window the 32-bit tick arithmetic allows
 )
 
-// sessionEntry is one tracked session: 32 bytes. One entry holds one
-// activation at a time (SPEC section 4): a query after more than a window
-// ends the old activation and starts a new one in the same entry.
+// sessionEntry is one tracked session: 40 bytes on 64-bit. One entry
+// holds one activation at a time (SPEC section 4): a query after more
+// than a window ends the old activation and starts a new one in the same
+// entry.
 //
-// firstSeen, queries, bytesIn and bytesOut describe the current activation
-// only. No metric reads them while it lasts; they are kept for endSession,
-// the one place an activation ends, which is where per-session
-// observations (SPEC section 7: duration, bytes) are made exactly once.
+// firstSeen, accounted and bytes describe the current activation. They
+// feed SPEC section 7: the sweep advances tunnel time from accounted, and
+// endSession, the one place an activation ends, observes its duration and
+// bytes exactly once.
 type sessionEntry struct {
 	id        clientID // the session's ClientID
+	bytes     uint64   // DNS message bytes of this activation's queries and of responses carrying its ClientID
 	domain1   uint16   // domain index + 1; 0 marks an empty slot
 	geo       geoID    // geoID of the latest query: the session's label set is (domain, geo)
 	lastSeen  uint32   // latest query, ms ticks: uint32(now / 1e6)
-	firstSeen uint32   // first query of this activation, s: uint32(now / 1e9); for endSession
-	queries   uint32   // queries of this activation, saturating; for endSession
-	bytesIn   uint32   // DNS message bytes of those queries, saturating; for endSession
-	bytesOut  uint32   // DNS message bytes of responses to it, saturating; for endSession
+	accounted uint32   // ms tick up to which this activation's tunnel time has been counted
+	firstSeen int64    // first query of this activation, ms ticks, not truncated to 32 bits
 }
 
 // sessionShard is one lock stripe of the table: an open-addressing,
@@ -88,10 +89,11 @@ type sessionShard struct {
 type labelCount uint8
 
 const (
-	countQueries  labelCount = iota // dnstt queries
-	countBytesIn                    // DNS message bytes of queries
-	countBytesOut                   // DNS message bytes of responses
-	countSessions                   // sessions that became active here
+	countQueries       labelCount = iota // dnstt queries
+	countBytesIn                         // DNS message bytes of queries
+	countBytesOut                        // DNS message bytes of responses
+	countSessions                        // sessions that became active here
+	countSessionMillis                   // tunnel time, ms: SPEC section 7
 	labelCountCount
 )
 
@@ -103,16 +105,59 @@ const maxDomainIDs = 256
 
 // labelCountersPad pads labelCounters to a multiple of 64 bytes, so that
 // ring readers on different label sets share no cache line: counts, then
-// active, peak and seen (8 bytes each, seen rounded up).
-const labelCountersPad = (64 - (int(labelCountCount)*8+3*8)%64) % 64
+// seen (rounded up to 8 bytes), counts, active, peak and resolvers.
+const labelCountersPad = (64 - (int(labelCountCount)*8+4*8)%64) % 64
 
-// labelCounters are the dnstt counters of one label set (domain, geoID).
+// labelCounters are the dnstt counters of one label set (domain, geoID):
+// 128 bytes. What every query touches (seen, queries, bytes in, active,
+// peak) shares the first cache line; resolvers is on the second.
 type labelCounters struct {
-	counts [labelCountCount]atomic.Uint64 // indexed by labelCount
-	active atomic.Int64                   // sessions whose latest query came here, not yet swept
-	peak   atomic.Int64                   // highest active since start
-	seen   atomic.Bool                    // had a query or response
-	_      [labelCountersPad]byte
+	seen      atomic.Bool                    // had a query or response
+	counts    [labelCountCount]atomic.Uint64 // indexed by labelCount
+	active    atomic.Int64                   // sessions whose latest query came here, not yet swept
+	peak      atomic.Int64                   // highest active since start
+	resolvers atomic.Int64                   // active resolvers whose latest query came here (resolverTable)
+	_         [labelCountersPad]byte
+}
+
+// Session histograms (SPEC section 7): bucket upper bounds, inclusive,
+// in the units the entries keep. exposition.go prints them in seconds
+// and bytes.
+var (
+	// sessionDurationBounds, ms: 10 s, 30 s, 1 m, 5 m, 15 m, 30 m, 1 h,
+	// 2 h, 6 h, 12 h, 24 h.
+	sessionDurationBounds = []uint64{10e3, 30e3, 60e3, 300e3, 900e3, 1800e3, 3600e3, 7200e3, 21600e3, 43200e3, 86400e3}
+	// sessionBytesBounds: 1 KiB × 4^k up to 1 GiB.
+	sessionBytesBounds = []uint64{1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30}
+)
+
+// histMaxBuckets is the most buckets (bounds and +Inf) a histCounts holds.
+const histMaxBuckets = 13
+
+// histCounts is one histogram series: per-bucket (not cumulative) counts,
+// the last one above every bound, and the sum of the observations, in the
+// units of its bounds. Atomics: observations come from several shards.
+type histCounts struct {
+	counts [histMaxBuckets]atomic.Uint64
+	sum    atomic.Uint64
+}
+
+// observe counts v in the bucket of bounds it falls in (v ≤ bound; the
+// one after the last bound when above all).
+func (h *histCounts) observe(bounds []uint64, v uint64) {
+	i := 0
+	for i < len(bounds) && v > bounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sum.Add(v)
+}
+
+// sessionHists are the session histograms of one label set: 224 bytes.
+// The exposition sums them over the label sets of a (domain, country).
+type sessionHists struct {
+	duration histCounts // ms, by sessionDurationBounds
+	bytes    histCounts // bytes, by sessionBytesBounds
 }
 
 // sessionTable tracks dnstt sessions and the per-label-set dnstt counters.
@@ -133,6 +178,7 @@ type sessionTable struct {
 	geoIDs    int   // ≥ 1
 	seed      uint64
 	sets      [maxDomainIDs]atomic.Pointer[[]labelCounters] // by domain id: geoIDs label sets each; nil past domains
+	hists     [maxDomainIDs]atomic.Pointer[[]sessionHists]  // indexed like sets; stored before sets
 	domains   atomic.Int32                                  // domain ids with a block, ≥ 1; only grows
 	growMu    sync.Mutex                                    // serialises growDomains
 	seenSets  atomic.Uint32                                 // label sets whose seen flag is set; changes tell the exposition to re-sort
@@ -176,6 +222,8 @@ func (t *sessionTable) growDomains(n int) {
 	t.growMu.Lock()
 	defer t.growMu.Unlock()
 	for d := int(t.domains.Load()); d < n; d++ {
+		hists := make([]sessionHists, t.geoIDs)
+		t.hists[d].Store(&hists)
 		sets := make([]labelCounters, t.geoIDs)
 		t.sets[d].Store(&sets)
 	}
@@ -194,6 +242,12 @@ func (t *sessionTable) labelSets() int { return t.domainCount() * t.geoIDs }
 // labelSets().
 func (t *sessionTable) set(i int) *labelCounters {
 	return &(*t.sets[i/t.geoIDs].Load())[i%t.geoIDs]
+}
+
+// hist returns the session histograms of label set i, numbered as set
+// numbers them.
+func (t *sessionTable) hist(i int) *sessionHists {
+	return &(*t.hists[i/t.geoIDs].Load())[i%t.geoIDs]
 }
 
 // domainSets returns the label sets of domain id d and d itself; an id
@@ -268,15 +322,6 @@ func (t *sessionTable) reserve() bool {
 	}
 }
 
-// addSat32 adds v to *p, saturating at the uint32 maximum.
-func addSat32(p *uint32, v uint64) {
-	s := uint64(*p) + v
-	if s > 1<<32-1 {
-		s = 1<<32 - 1
-	}
-	*p = uint32(s)
-}
-
 // expired reports whether a session last seen at tick last is no longer
 // active at tick now: more than one window has passed (SPEC section 4; at
 // exactly one window it still counts, which the 1 s of slack allows and
@@ -314,8 +359,7 @@ func (t *sessionTable) query(p *dnsttPacket, g geoID, now int64) {
 		if int32(tick-e.lastSeen) > 0 {
 			e.lastSeen = tick
 		}
-		addSat32(&e.queries, 1)
-		addSat32(&e.bytesIn, n)
+		e.bytes += n
 		s.mu.Unlock()
 		return
 	}
@@ -349,20 +393,27 @@ func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID
 				c.counts[countSessions].Add(1)
 				raise(c)
 				e.geo = g
-				e.firstSeen = uint32(now / nsPerSecond)
-				e.queries, e.bytesIn, e.bytesOut = 0, 0, 0
+				e.firstSeen = now / nsPerTick
+				e.accounted = tick
+				e.lastSeen = tick
+				e.bytes = 0
 			case e.geo != g:
 				// The same activation moves to the label set of its
-				// latest query.
-				t.counters(d, e.geo).active.Add(-1)
+				// latest query, taking the tunnel time it had there so
+				// far with it.
+				old := t.counters(d, e.geo)
+				if dt := int32(tick - e.accounted); dt > 0 {
+					old.counts[countSessionMillis].Add(uint64(dt))
+					e.accounted = tick
+				}
+				old.active.Add(-1)
 				raise(c)
 				e.geo = g
 			}
 			if int32(tick-e.lastSeen) > 0 {
 				e.lastSeen = tick
 			}
-			addSat32(&e.queries, 1)
-			addSat32(&e.bytesIn, n)
+			e.bytes += n
 			s.mu.Unlock()
 			return
 		}
@@ -379,10 +430,10 @@ func (t *sessionTable) querySlow(s *sessionShard, c *labelCounters, id *clientID
 				id:        *id,
 				domain1:   dom1,
 				geo:       g,
+				bytes:     n,
 				lastSeen:  tick,
-				firstSeen: uint32(now / nsPerSecond),
-				queries:   1,
-				bytesIn:   uint32(min(n, 1<<32-1)),
+				accounted: tick,
+				firstSeen: now / nsPerTick,
 			}
 			s.n++
 			c.counts[countSessions].Add(1)
@@ -410,7 +461,7 @@ func (t *sessionTable) response(p *dnsttPacket, g geoID, now int64) {
 	s := &t.shards[h>>(64-sessionShardBits)]
 	s.mu.Lock()
 	if i, found := s.find(uint32(h), dom1, &p.id); found {
-		addSat32(&s.slots[i].bytesOut, n)
+		s.slots[i].bytes += n
 	}
 	s.mu.Unlock()
 }
@@ -419,7 +470,8 @@ func (t *sessionTable) response(p *dnsttPacket, g geoID, now int64) {
 // than now. Called every 500 ms (live), or in file mode before the record
 // whose time crosses a 500 ms step and once at the last record's time, it
 // keeps expiry within the 1 s of slack of SPEC section 4. It locks one
-// shard at a time.
+// shard at a time. It advances the tunnel time of every session still
+// active up to now (SPEC section 7).
 func (t *sessionTable) sweep(now int64) {
 	tick := uint32(now / nsPerTick)
 	for k := range t.shards {
@@ -428,7 +480,15 @@ func (t *sessionTable) sweep(now int64) {
 		removed := 0
 		for i := 0; i < len(s.slots); {
 			e := &s.slots[i]
-			if e.domain1 == 0 || !t.expired(e.lastSeen, tick) {
+			if e.domain1 == 0 {
+				i++
+				continue
+			}
+			if !t.expired(e.lastSeen, tick) {
+				if d := int32(tick - e.accounted); d > 0 {
+					t.counters(e.domain1-1, e.geo).counts[countSessionMillis].Add(uint64(d))
+					e.accounted = tick
+				}
 				i++
 				continue
 			}
@@ -452,12 +512,33 @@ func (t *sessionTable) sweep(now int64) {
 // endSession ends the activation held in e, found expired at now (ns on
 // the table's clock). It is the one place a session ends: the sweep calls
 // it before removing e, querySlow before starting a new activation in e.
-// The activation's label set loses an active session. With s.mu held;
-// e's fields are still those of the ending activation, so a per-session
-// observation made here (SPEC section 7) happens exactly once per
-// activation.
+// With s.mu held; e's fields are still those of the ending activation, so
+// the observations made here happen exactly once per activation.
+//
+// The activation's label set loses an active session and gains the rest
+// of its tunnel time, up to its expiry (latest query + window): so an
+// activation adds exactly latest − first query + window in all, however
+// the sweeps fell. Its duration (latest − first query) and bytes are
+// observed under that label set (SPEC section 7).
 func (t *sessionTable) endSession(e *sessionEntry, now int64) {
-	t.counters(e.domain1-1, e.geo).active.Add(-1)
+	sets, d := t.domainSets(e.domain1 - 1)
+	g := e.geo
+	if int(g) >= t.geoIDs {
+		g = 0
+	}
+	c := &sets[g]
+	c.active.Add(-1)
+	end := e.lastSeen + uint32(t.window)
+	if d := int32(end - e.accounted); d > 0 {
+		c.counts[countSessionMillis].Add(uint64(d))
+	}
+	e.accounted = end
+	// The full latest query time, from the 32-bit tick: now is at most a
+	// window (plus the sweep's slack) after it.
+	last := now/nsPerTick - int64(int32(uint32(now/nsPerTick)-e.lastSeen))
+	h := &(*t.hists[d].Load())[g]
+	h.duration.observe(sessionDurationBounds, uint64(max(last-e.firstSeen, 0)))
+	h.bytes.observe(sessionBytesBounds, e.bytes)
 }
 
 // find returns the slot of key (domain1, id) with hash h and true, or the

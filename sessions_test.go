@@ -212,14 +212,135 @@ func TestSessionResponse(t *testing.T) {
 		t.Errorf("response set: got %+v, want %+v", got, want)
 	}
 	e := tab.entry(0, testSessionID(1))
-	if e == nil || e.bytesOut != 300 || e.bytesIn != 40 || e.queries != 1 {
-		t.Errorf("entry = %+v, want queries 1, bytesIn 40, bytesOut 300", e)
+	if e == nil || e.bytes != 340 {
+		t.Errorf("entry = %+v, want bytes 40 + 300", e)
 	}
 	if !tab.counters(0, 1).seen.Load() || !tab.counters(0, 0).seen.Load() {
 		t.Errorf("seen flags not set")
 	}
 	if got := tab.seenSets.Load(); got != 2 {
 		t.Errorf("seenSets = %d, want 2", got)
+	}
+}
+
+// insight is what a label set's SPEC section 7 session numbers add up to.
+type insight struct {
+	millis                        uint64 // tunnel time
+	durations, durationSum, bytes uint64 // observations, their sums
+	bytesSum                      uint64
+}
+
+// insightOf reads the SPEC section 7 session numbers of label set (d, g).
+func insightOf(t *sessionTable, d uint16, g geoID) insight {
+	i := int(d)*t.geoIDs + int(g) // as set and hist number label sets
+	h := t.hist(i)
+	var n, nb uint64
+	for b := range h.duration.counts {
+		n += h.duration.counts[b].Load()
+		nb += h.bytes.counts[b].Load()
+	}
+	return insight{t.set(i).counts[countSessionMillis].Load(), n, h.duration.sum.Load(), nb, h.bytes.sum.Load()}
+}
+
+// TestSessionInsight: tunnel time, duration and bytes of activations,
+// each under several sweep schedules (none at all; every 0.5 s; at odd
+// times): an expired activation adds exactly latest − first query +
+// window, and its duration and bytes are observed once, under the label
+// set it has at expiry.
+func TestSessionInsight(t *testing.T) {
+	type step struct {
+		at    float64
+		g     geoID
+		query bool // else a response
+		n     int  // DNS bytes
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		end   float64    // the last sweep
+		want  [2]insight // label sets (0, 0) and (0, 1)
+	}{
+		{"one query", []step{{10, 0, true, 50}}, 100,
+			[2]insight{{millis: 30000, durations: 1, durationSum: 0, bytes: 1, bytesSum: 50}}},
+		{"queries and responses", []step{{10, 0, true, 50}, {10.2, 0, false, 700}, {12, 0, true, 60}, {20.25, 0, true, 70}, {21, 0, false, 300}}, 100,
+			[2]insight{{millis: 40250, durations: 1, durationSum: 10250, bytes: 1, bytesSum: 1180}}},
+		{"expires and comes back, no sweep between", []step{{10, 0, true, 50}, {15, 0, true, 50}, {45.5, 0, true, 50}, {50, 0, true, 50}}, 100,
+			[2]insight{{millis: 35000 + 34500, durations: 2, durationSum: 5000 + 4500, bytes: 2, bytesSum: 200}}},
+		{"still active at the end: tunnel time up to then, not observed", []step{{10, 0, true, 50}, {20, 0, true, 50}}, 45,
+			[2]insight{{millis: 35000}}},
+		{"moves to another label set", []step{{0, 0, true, 50}, {10, 1, true, 50}, {20, 1, true, 50}}, 100,
+			[2]insight{{millis: 10000}, {millis: 40000, durations: 1, durationSum: 20000, bytes: 1, bytesSum: 150}}},
+	}
+	schedules := map[string]func(from, to float64) []float64{
+		"no sweep": func(from, to float64) []float64 { return nil },
+		"every 0.5 s": func(from, to float64) []float64 {
+			var s []float64
+			for at := float64(int(from*2)+1) / 2; at < to; at += 0.5 {
+				s = append(s, at)
+			}
+			return s
+		},
+		"odd times": func(from, to float64) []float64 {
+			var s []float64
+			for at := from + 0.37; at < to; at += 3.71 {
+				s = append(s, at)
+			}
+			return s
+		},
+	}
+	for _, tt := range tests {
+		for sname, sched := range schedules {
+			t.Run(tt.name+"/"+sname, func(t *testing.T) {
+				tab := newTestTable(10, 1, 2)
+				prev := -1.0
+				for _, st := range tt.steps {
+					for _, at := range sched(prev, st.at) {
+						tab.sweep(atSec(at))
+					}
+					prev = st.at
+					if st.query {
+						tab.query(testSessionPacket(dirQuery, 0, 1, st.n), st.g, atSec(st.at))
+					} else {
+						tab.response(testSessionPacket(dirResponse, 0, 1, st.n), 0, atSec(st.at))
+					}
+				}
+				for _, at := range sched(prev, tt.end) {
+					tab.sweep(atSec(at))
+				}
+				tab.sweep(atSec(tt.end))
+				for g := range 2 {
+					if got := insightOf(tab, 0, geoID(g)); got != tt.want[g] {
+						t.Errorf("label set %d: got %+v, want %+v", g, got, tt.want[g])
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSessionHistogramBuckets: durations and bytes land in the bucket
+// whose bound is the first at or above them.
+func TestSessionHistogramBuckets(t *testing.T) {
+	tab := newTestTable(100, 1, 1)
+	durations := []float64{0, 10, 10.001, 30, 86400, 86401}
+	for i, d := range durations {
+		tab.query(testSessionPacket(dirQuery, 0, uint64(i), 1024*(1<<(2*i))), 0, atSec(0))
+		for at := 1.0; at < d; at += 20 {
+			tab.query(testSessionPacket(dirQuery, 0, uint64(i), 0), 0, atSec(at))
+		}
+		tab.query(testSessionPacket(dirQuery, 0, uint64(i), 0), 0, atSec(d))
+	}
+	tab.sweep(atSec(86401 + 31))
+	h := tab.hist(0)
+	wantDur := []uint64{2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1}
+	wantBytes := []uint64{1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0}
+	for b := range wantDur {
+		if got := h.duration.counts[b].Load(); got != wantDur[b] {
+			t.Errorf("duration bucket %d = %d, want %d", b, got, wantDur[b])
+		}
+		if got := h.bytes.counts[b].Load(); got != wantBytes[b] {
+			t.Errorf("bytes bucket %d = %d, want %d", b, got, wantBytes[b])
+		}
 	}
 }
 
@@ -468,14 +589,25 @@ func TestSessionUpdateAllocs(t *testing.T) {
 }
 
 func TestSessionSizes(t *testing.T) {
-	if got := reflect.TypeFor[sessionEntry]().Size(); got != 32 {
-		t.Errorf("sessionEntry is %d bytes, want 32 (see the size note in sessions.go)", got)
+	if got := reflect.TypeFor[sessionEntry]().Size(); got != 40 {
+		t.Errorf("sessionEntry is %d bytes, want 40 (see the size note in sessions.go)", got)
 	}
 	if got := reflect.TypeFor[sessionShard]().Size(); got != 64 {
 		t.Errorf("sessionShard is %d bytes, want 64 (one cache line)", got)
 	}
-	if got := reflect.TypeFor[labelCounters]().Size(); got != 64 {
-		t.Errorf("labelCounters is %d bytes, want 64 (one cache line)", got)
+	if got := reflect.TypeFor[labelCounters]().Size(); got != 128 {
+		t.Errorf("labelCounters is %d bytes, want 128 (two cache lines)", got)
+	}
+	if got := reflect.TypeFor[pendingEntry]().Size(); got != 16 {
+		t.Errorf("pendingEntry is %d bytes, want 16", got)
+	}
+	if got := reflect.TypeFor[resolverEntry]().Size(); got != 24 {
+		t.Errorf("resolverEntry is %d bytes, want 24", got)
+	}
+	for _, sz := range []uintptr{reflect.TypeFor[pendingShard]().Size(), reflect.TypeFor[resolverShard]().Size(), reflect.TypeFor[responseStats]().Size() % 64} {
+		if sz != 64 && sz != 0 {
+			t.Errorf("a shard or responseStats is %d bytes, want 64 (a multiple of 64 for responseStats)", sz)
+		}
 	}
 }
 
@@ -606,8 +738,8 @@ func testSessionsRealCapture(t *testing.T, c realCapture) {
 			continue
 		}
 		e := tab.entry(0, id)
-		if e == nil || uint64(e.queries) != want.Queries || uint64(e.bytesIn) != want.BytesIn || uint64(e.bytesOut) != want.BytesOut {
-			t.Errorf("client %s: session entry %+v, want %+v", hexID, e, want)
+		if e == nil || e.bytes != want.BytesIn+want.BytesOut {
+			t.Errorf("client %s: session entry %+v, want %d bytes", hexID, e, want.BytesIn+want.BytesOut)
 		}
 	}
 	if len(byClient) != len(truth.Clients) {
