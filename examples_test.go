@@ -22,8 +22,11 @@ func TestExamplesPromtool(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"check", "config", "prometheus.yml", "prometheus-fleet.yml"},
-		{"check", "rules", "rules.yml"},
+		{"check", "rules", "rules.yml", "rules-insight.yml"},
 		{"test", "rules", "rules_test.yml"},
+		// The blocking alert fires when a country's traffic stops and
+		// stays quiet otherwise.
+		{"test", "rules", "rules-insight_test.yml"},
 	} {
 		cmd := exec.Command(promtool, args...)
 		cmd.Dir = "examples"
@@ -32,6 +35,10 @@ func TestExamplesPromtool(t *testing.T) {
 		}
 	}
 }
+
+// exampleRuleFiles are the rule files of examples/, which
+// examples/prometheus.yml and prometheus-fleet.yml both load.
+var exampleRuleFiles = []string{"rules.yml", "rules-insight.yml"}
 
 // prometheusOwnMetrics are series Prometheus adds to every target.
 var prometheusOwnMetrics = map[string]bool{
@@ -73,18 +80,21 @@ func metricNamesIn(expr string) []string {
 
 func TestExamplesMetricNames(t *testing.T) {
 	known := exportedNames()
-	rules, err := os.ReadFile("examples/rules.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Only the expressions: annotations may mention other words.
 	exprRE := regexp.MustCompile(`(?m)^\s+expr:\s*(\|\n((?:\s{10,}.*\n)+)|.*)`)
 	var exprs []string
-	for _, m := range exprRE.FindAllStringSubmatch(string(rules), -1) {
-		exprs = append(exprs, m[1])
-	}
-	if len(exprs) < 10 {
-		t.Fatalf("examples/rules.yml: found %d expressions", len(exprs))
+	for _, f := range exampleRuleFiles {
+		rules, err := os.ReadFile("examples/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(exprs)
+		for _, m := range exprRE.FindAllStringSubmatch(string(rules), -1) {
+			exprs = append(exprs, m[1])
+		}
+		if len(exprs)-n < 5 {
+			t.Fatalf("examples/%s: found %d expressions", f, len(exprs)-n)
+		}
 	}
 	d := readDashboard(t)
 	for _, e := range d.exprs() {
