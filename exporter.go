@@ -3,9 +3,15 @@
 //
 // It runs beside dnstt-server, watches the host's DNS traffic passively
 // through a Linux AF_PACKET socket (or reads a pcap/pcapng file), decodes the
-// dnstt session ID (ClientID) from each query name and exports how many
-// tunnel sessions are active, the peak, queries, bytes in and out, and
-// sessions started, optionally broken down by the resolver's country and ASN.
+// session ID (ClientID) from each query name and exports how many tunnel
+// sessions are active, the peak, queries, bytes in and out, and sessions
+// started, optionally broken down by the resolver's country and ASN. For
+// session insight and server health (SPEC section 7) it also exports
+// session duration and bytes per session (histograms), tunnel time,
+// responses by RCODE, response latency, unanswered queries and active
+// resolvers. The tunnel domains come from flags, each VayDNS domain with
+// its own ClientID size and record type, or from dnstm's config.json
+// (-dnstm.config), re-read on SIGHUP.
 // Metrics are served at http://127.0.0.1:9713/metrics by default.
 package main
 
@@ -269,7 +275,9 @@ func usageText(fs *flag.FlagSet) string {
 
 dnstt_exporter watches the DNS traffic of a dnstt or VayDNS server passively
 and exports tunnel usage (active sessions, peak, queries, bytes, sessions
-started) as Prometheus metrics, by default at http://127.0.0.1:9713/metrics.
+started, tunnel time, session duration and bytes) and server health
+(responses by RCODE, response latency, unanswered queries, active resolvers)
+as Prometheus metrics, by default at http://127.0.0.1:9713/metrics.
 Both kinds of domain may be given on one host, each VayDNS domain with its own
 ClientID size and record type; on a dnstm host -dnstm.config reads them all
 from dnstm's config.json. Live capture needs CAP_NET_RAW.
