@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"encoding/base32"
 	"encoding/json"
-	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -540,31 +537,6 @@ func TestPipelineSetDomains(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
 		t.Errorf("promtool check metrics: %v\n%s\ninput:\n%s", err, out, text)
 	}
-}
-
-// sendQueriesTo sends n dnstt queries of ClientID cid under domain from
-// src to the responder on 127.0.0.1:53 in namespace ns, each waiting for
-// its answer. Query ids start at firstID.
-func sendQueriesTo(ns, src, domain string, cid [8]byte, n int, firstID uint16) error {
-	return inNetns(ns, func() error {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0)))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:53"))
-		buf := make([]byte, 4096)
-		for i := range n {
-			if _, err := c.WriteToUDP(dnsttQuery(firstID+uint16(i), cid, 20+i%4*20, domain), to); err != nil {
-				return err
-			}
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := c.Read(buf); err != nil {
-				return fmt.Errorf("answer to a query for %s: %w", domain, err)
-			}
-		}
-		return nil
-	})
 }
 
 // TestLiveDnstmReload runs the program on a dnstm host's config and

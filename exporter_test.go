@@ -2586,31 +2586,6 @@ func TestFileModeGeoIPCap(t *testing.T) {
 	}
 }
 
-// geoSendFrom sends n dnstt queries of ClientID cid from address src to
-// the responder on 127.0.0.1:53 in namespace ns, each waiting for its
-// answer. Query ids start at firstID.
-func geoSendFrom(ns, src string, cid [8]byte, n int, firstID uint16) error {
-	return inNetns(ns, func() error {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0)))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:53"))
-		buf := make([]byte, 4096)
-		for i := range n {
-			if _, err := c.WriteToUDP(dnsttQuery(firstID+uint16(i), cid, 20+i%4*20, "t.example.com"), to); err != nil {
-				return err
-			}
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := c.Read(buf); err != nil {
-				return fmt.Errorf("answer to a query from %s: %w", src, err)
-			}
-		}
-		return nil
-	})
-}
-
 func TestLiveGeoIPReload(t *testing.T) {
 	requireRoot(t)
 	ns := newNetns(t, "geo")
@@ -2704,7 +2679,7 @@ func TestLiveGeoIPReload(t *testing.T) {
 	}
 	send := func(src string, cid byte, n int, firstID uint16) {
 		t.Helper()
-		if err := geoSendFrom(ns, src, [8]byte{cid, 0x47, 0x45, 0x4f, 1, 2, 3, 4}, n, firstID); err != nil {
+		if err := sendQueriesTo(ns, src, "t.example.com", [8]byte{cid, 0x47, 0x45, 0x4f, 1, 2, 3, 4}, n, firstID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -2713,7 +2688,7 @@ func TestLiveGeoIPReload(t *testing.T) {
 	background := func(n int, firstID uint16) chan error {
 		errc := make(chan error, 1)
 		go func() {
-			errc <- geoSendFrom(ns, "127.0.2.5", [8]byte{0x1a, 0x47, 0x45, 0x4f}, n, firstID)
+			errc <- sendQueriesTo(ns, "127.0.2.5", "t.example.com", [8]byte{0x1a, 0x47, 0x45, 0x4f}, n, firstID)
 		}()
 		return errc
 	}
