@@ -575,37 +575,15 @@ func TestLiveDnstmReload(t *testing.T) {
 	cmd.Stderr = stderr
 	done := startCommand(t, cmd)
 
-	var s scrapeValues
-	var body []byte
-	scrapeNow := func() error {
-		var err error
-		if body, err = httpGetInNetns(ns, listen, "/metrics"); err == nil {
-			s = parseSeries(body)
-		}
-		return err
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		var err error
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			select {
-			case err := <-done:
-				t.Fatalf("the exporter exited: %v; stderr: %s", err, stderr.String())
-			default:
-			}
-			if err = scrapeNow(); err == nil && cond() {
-				return
-			}
-		}
-		t.Fatalf("waiting for %s: last scrape error %v; stderr: %s", what, err, stderr.String())
-	}
+	live := &liveExporter{t: t, ns: ns, listen: listen, done: done, stderr: stderr}
+	scrapeNow, waitFor := live.scrape, live.waitFor
 	send := func(domain string, cid byte, n int, firstID uint16) {
 		t.Helper()
 		if err := sendQueriesTo(ns, "127.0.1.5", domain, [8]byte{cid, 1, 2, 3, 4, 5, 6, 7}, n, firstID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	queries := func(domain string) float64 { return s[`dnstt_queries_total{domain="`+domain+`"}`] }
+	queries := func(domain string) float64 { return live.s[`dnstt_queries_total{domain="`+domain+`"}`] }
 	info := func(domain, protocol, size string) string {
 		return `dnstt_exporter_domain_info{domain="` + domain + `",protocol="` + protocol + `",record_type="txt",clientid_bytes="` + size + `"}`
 	}
@@ -623,16 +601,16 @@ func TestLiveDnstmReload(t *testing.T) {
 			t.Fatal(err)
 		}
 		for k, w := range want {
-			if got, ok := s[k]; !ok || got != w {
+			if got, ok := live.s[k]; !ok || got != w {
 				t.Errorf("%s: %s = %v (present %v), want %v", step, k, got, ok, w)
 			}
 		}
 		for _, k := range absent {
-			if _, ok := s[k]; ok {
+			if _, ok := live.s[k]; ok {
 				t.Errorf("%s: %s present", step, k)
 			}
 		}
-		if strings.Contains(string(body), fakeKey) {
+		if strings.Contains(string(live.body), fakeKey) {
 			t.Errorf("%s: a key in the metrics", step)
 		}
 	}
@@ -656,7 +634,7 @@ func TestLiveDnstmReload(t *testing.T) {
 	sw[0]["enabled"], sw[1]["enabled"] = false, true
 	write(dnstmTestConfig(t, "single", "tu", sw...))
 	sighup()
-	waitFor("the switch", func() bool { return s[info("u.example.com", "dnstt", "8")] == 1 })
+	waitFor("the switch", func() bool { return live.s[info("u.example.com", "dnstt", "8")] == 1 })
 	if err := <-bg; err != nil {
 		t.Fatal(err)
 	}
@@ -670,7 +648,7 @@ func TestLiveDnstmReload(t *testing.T) {
 	waitFor("u.example.com counted", func() bool { return queries("u.example.com") == 7 })
 	// The window is 2 s: t.example.com's sessions expire; its counters stay.
 	waitFor("t.example.com's sessions expired", func() bool {
-		return s[`dnstt_active_clients{domain="t.example.com"}`] == 0 && s[`dnstt_active_clients{domain="u.example.com"}`] == 0
+		return live.s[`dnstt_active_clients{domain="t.example.com"}`] == 0 && live.s[`dnstt_active_clients{domain="u.example.com"}`] == 0
 	})
 	settle("tu active", map[string]float64{
 		`dnstt_queries_total{domain="t.example.com"}`:  frozen,
@@ -680,7 +658,7 @@ func TestLiveDnstmReload(t *testing.T) {
 	}, info("t.example.com", "dnstt", "8"))
 	// Every query to t.example.com after the switch, and its answer, is
 	// not_tunnel now; so is the answer to a query counted just before it.
-	if n, want := s[`dnstt_exporter_packets_ignored_total{reason="not_tunnel"}`], 2*(48-frozen); n != want && n != want+1 {
+	if n, want := live.s[`dnstt_exporter_packets_ignored_total{reason="not_tunnel"}`], 2*(48-frozen); n != want && n != want+1 {
 		t.Errorf("not_tunnel = %v, want %v or one more", n, want)
 	}
 
@@ -692,7 +670,7 @@ func TestLiveDnstmReload(t *testing.T) {
 		sw[0]["enabled"], sw[2]["enabled"] = false, true
 		write(dnstmTestConfig(t, "single", "vu", sw...))
 		sighup()
-		waitFor("vaydns size "+strconv.Itoa(size), func() bool { return s[info("u.example.com", "vaydns", strconv.Itoa(size))] == 1 })
+		waitFor("vaydns size "+strconv.Itoa(size), func() bool { return live.s[info("u.example.com", "vaydns", strconv.Itoa(size))] == 1 })
 	}
 	send("u.example.com", 0xd4, 4, 400)
 	waitFor("u.example.com as VayDNS", func() bool { return queries("u.example.com") == 11 })
@@ -707,7 +685,7 @@ func TestLiveDnstmReload(t *testing.T) {
 	b := dnstmTestConfig(t, "multi", "", tunnels(2)...)
 	write(b[:bytes.Index(b, []byte(fakeKey))+len(fakeKey)+3])
 	sighup()
-	waitFor("the failed reload", func() bool { return s[`dnstt_exporter_config_reload_failures_total`] == 1 })
+	waitFor("the failed reload", func() bool { return live.s[`dnstt_exporter_config_reload_failures_total`] == 1 })
 	send("u.example.com", 0xd4, 2, 500)
 	waitFor("u.example.com after the failed reload", func() bool { return queries("u.example.com") == 13 })
 	settle("bad file", map[string]float64{info("u.example.com", "vaydns", "5"): 1})

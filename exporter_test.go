@@ -2613,37 +2613,15 @@ func TestLiveGeoIPReload(t *testing.T) {
 	cmd.Stderr = stderr
 	done := startCommand(t, cmd)
 
-	var s scrapeValues
-	scrapeNow := func() error {
-		body, err := httpGetInNetns(ns, listen, "/metrics")
-		if err == nil {
-			s = parseSeries(body)
-		}
-		return err
-	}
-	// waitFor scrapes until cond holds, for at most 10 s.
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		var err error
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			select {
-			case err := <-done:
-				t.Fatalf("the exporter exited: %v; stderr: %s", err, stderr.String())
-			default:
-			}
-			if err = scrapeNow(); err == nil && cond() {
-				return
-			}
-		}
-		t.Fatalf("waiting for %s: last scrape error %v; stderr: %s", what, err, stderr.String())
-	}
+	live := &liveExporter{t: t, ns: ns, listen: listen, done: done, stderr: stderr}
+	scrapeNow, waitFor := live.scrape, live.waitFor
 	// counts waits until the queries per country are want, then checks
 	// the GeoIP self-metrics.
 	counts := func(step string, want map[string]float64, reloadFailures float64) {
 		t.Helper()
 		waitFor(step, func() bool {
 			for country, w := range want {
-				if s.sum("dnstt_queries_total", `country="`+country+`"`) != w {
+				if live.s.sum("dnstt_queries_total", `country="`+country+`"`) != w {
 					return false
 				}
 			}
@@ -2656,11 +2634,11 @@ func TestLiveGeoIPReload(t *testing.T) {
 		var total float64
 		for country, w := range want {
 			total += w
-			if got := s.sum("dnstt_queries_total", `country="`+country+`"`); got != w {
+			if got := live.s.sum("dnstt_queries_total", `country="`+country+`"`); got != w {
 				t.Errorf("%s: queries of %s = %v, want %v", step, country, got, w)
 			}
 		}
-		if got := s.sum("dnstt_queries_total"); got != total {
+		if got := live.s.sum("dnstt_queries_total"); got != total {
 			t.Errorf("%s: queries = %v, want %v", step, got, total)
 		}
 		for _, c := range []struct {
@@ -2672,7 +2650,7 @@ func TestLiveGeoIPReload(t *testing.T) {
 			{`dnstt_exporter_geoip_build_timestamp_seconds{database="country"}`, 1735689600},
 			{`dnstt_exporter_packets_dropped_total`, 0},
 		} {
-			if got, ok := s[c.series]; !ok || got != c.want {
+			if got, ok := live.s[c.series]; !ok || got != c.want {
 				t.Errorf("%s: %s = %v (present %v), want %v", step, c.series, got, ok, c.want)
 			}
 		}
@@ -2709,7 +2687,7 @@ func TestLiveGeoIPReload(t *testing.T) {
 	replace("corrupt.mmdb")
 	sighup()
 	waitFor("the failed reload", func() bool {
-		return s[`dnstt_exporter_geoip_reload_failures_total{database="country"}`] == 1
+		return live.s[`dnstt_exporter_geoip_reload_failures_total{database="country"}`] == 1
 	})
 	send("127.0.1.6", 0xb2, 5, 200)
 	if err := <-bg; err != nil {

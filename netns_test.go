@@ -1131,3 +1131,41 @@ func sendQueriesTo(ns, src, domain string, cid [8]byte, n int, firstID uint16) e
 		return nil
 	})
 }
+
+// liveExporter is an exporter process a test started in namespace ns
+// with startCommand, serving metrics on listen, and its latest scrape.
+type liveExporter struct {
+	t          *testing.T
+	ns, listen string
+	done       <-chan error
+	stderr     *geoLogBuffer
+	s          scrapeValues // the latest scrape's series
+	body       []byte       // the latest scrape
+}
+
+// scrape fetches the metrics once; on success it replaces s and body.
+func (e *liveExporter) scrape() error {
+	body, err := httpGetInNetns(e.ns, e.listen, "/metrics")
+	if err == nil {
+		e.body, e.s = body, parseSeries(body)
+	}
+	return err
+}
+
+// waitFor scrapes until cond holds, for at most 10 s, and fails the test
+// if the exporter exits first.
+func (e *liveExporter) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-e.done:
+			e.t.Fatalf("the exporter exited: %v; stderr: %s", err, e.stderr.String())
+		default:
+		}
+		if err = e.scrape(); err == nil && cond() {
+			return
+		}
+	}
+	e.t.Fatalf("waiting for %s: last scrape error %v; stderr: %s", what, err, e.stderr.String())
+}
