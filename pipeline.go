@@ -32,6 +32,7 @@ type pipeline struct {
 	sessions  *sessionTable
 	pending   *pendingTable  // latency, unanswered queries, RCODEs (SPEC section 7)
 	resolvers *resolverTable // active resolvers (SPEC section 7)
+	tablesOn  bool           // pending or resolvers is on: count converts the resolver address
 	stats     *captureStats
 	dedup     *dedupTable // nil when copies on several interfaces are impossible
 }
@@ -77,6 +78,7 @@ func newPipeline(cfg *config, geo *geoResolver, dedup bool) *pipeline {
 	// 256 bytes each, 64 KiB in all.
 	pl.pending = newPendingTable(cfg.pendingMax, maxDomainIDs)
 	pl.resolvers = newResolverTable(cfg.resolversMax, pl.sessions)
+	pl.tablesOn = pl.pending.on() || pl.resolvers.on()
 	if dedup {
 		pl.dedup = newDedupTable()
 	}
@@ -162,13 +164,17 @@ func (pl *pipeline) count(p *dnsttPacket, r ignoreReason, iface uint64, now int6
 		return
 	}
 	g := pl.geo.lookup(p.resolver)
+	var a [16]byte // the resolver, converted once for both tables
+	if pl.tablesOn {
+		a = p.resolver.As16()
+	}
 	if p.dir == dirQuery {
 		pl.sessions.query(p, g, now)
-		pl.pending.query(p, now)
-		pl.resolvers.query(p, g, now)
+		pl.pending.queryAt(p, &a, now)
+		pl.resolvers.queryAt(p, &a, g, now)
 	} else {
 		pl.sessions.response(p, g, now)
-		pl.pending.response(p, now)
+		pl.pending.responseAt(p, &a, now)
 	}
 }
 
