@@ -32,7 +32,6 @@ type pipeline struct {
 	sessions  *sessionTable
 	pending   *pendingTable  // latency, unanswered queries, RCODEs (SPEC section 7)
 	resolvers *resolverTable // active resolvers (SPEC section 7)
-	tablesOn  bool           // pending or resolvers is on: count converts the resolver address
 	stats     *captureStats
 	dedup     *dedupTable // nil when copies on several interfaces are impossible
 }
@@ -78,7 +77,6 @@ func newPipeline(cfg *config, geo *geoResolver, dedup bool) *pipeline {
 	// 256 bytes each, 64 KiB in all.
 	pl.pending = newPendingTable(cfg.pendingMax, maxDomainIDs)
 	pl.resolvers = newResolverTable(cfg.resolversMax, pl.sessions)
-	pl.tablesOn = pl.pending.on() || pl.resolvers.on()
 	if dedup {
 		pl.dedup = newDedupTable()
 	}
@@ -164,10 +162,7 @@ func (pl *pipeline) count(p *dnsttPacket, r ignoreReason, iface uint64, now int6
 		return
 	}
 	g := pl.geo.lookup(p.resolver)
-	var a [16]byte // the resolver, converted once for both tables
-	if pl.tablesOn {
-		a = p.resolver.As16()
-	}
+	a := p.resolver.As16() // converted once for both tables
 	if p.dir == dirQuery {
 		pl.sessions.query(p, g, now)
 		pl.pending.queryAt(p, &a, now)
