@@ -136,9 +136,10 @@ func (t *pendingTable) on() bool { return t.shards != nil }
 // The table keeps only this key, not the name: a response (or a repeated
 // query) could match another pending query only if their keys collide.
 // With random keys that is about one chance in 2^64 per pair, so with the
-// default 65,536 queries pending about 4 × 10^-15 per packet — below one
-// false match in 10^5 years at 100,000 packets/s; storing the names
-// instead would take up to 255 bytes per entry.
+// default table full (65,536 queries pending) about 4 × 10^-15 per
+// packet: one false match in about 90 years at 100,000 packets/s, far
+// rarer with the few queries a server really has pending. Storing the
+// names instead would take up to 255 bytes per entry.
 func (t *pendingTable) pendingKey(p *dnsttPacket) uint64 {
 	a := p.resolver.As16()
 	return t.pendingKeyAt(p, &a)
