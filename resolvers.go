@@ -48,14 +48,15 @@ type resolverShard struct {
 	_     [32]byte        // pad to 128 bytes: shards share no cache line
 }
 
-// resolverMemo remembers the latest query a shard recorded: its address,
-// domain1, geoID and tick. While it holds, the table already has that
-// entry with that geoID and a lastSeen no older than the tick, so a query
+// resolverMemo remembers an entry of its shard: its address, domain1,
+// geoID and lastSeen tick. While it holds, the table has that entry with
+// that geoID and that lastSeen, so a query
 // equal to it in all four would change nothing and needs no lock: the
 // common case of a busy resolver, which sends many queries per ms tick.
-// It is written only under the shard's mu, by query, which writes it
-// after every entry it finds or adds, and cleared by the sweep whenever
-// it removes an entry of the shard; readers use it as a seqlock: seq is
+// It is written only under the shard's mu: query offers it every entry
+// it finds or adds, as the entry then is (set always takes the offer for
+// the memo's own entry, so the memo follows every change of it), and the
+// sweep clears it whenever it removes an entry of the shard; readers use it as a seqlock: seq is
 // odd while a write is under way, and a read that sees seq change is
 // discarded.
 type resolverMemo struct {
@@ -81,19 +82,26 @@ func (m *resolverMemo) holds(addr *[16]byte, meta uint64) bool {
 	return ok && m.seq.Load() == seq
 }
 
-// set makes the memo (addr, meta); meta 0 empties it. Guarded by the
-// shard's mu.
+// set makes the memo (addr, meta); meta 0 empties it. A memo of another
+// resolver (or domain) of the same tick stays: a write costs five atomic
+// stores, so the memo changes hands at most once per tick while queries
+// of many resolvers take turns in a shard (BenchmarkResolverQuery), and
+// the first resolver of a tick keeps it. A memo of the same resolver and
+// domain is always rewritten, for its geoID may have changed. Guarded by
+// the shard's mu.
 func (m *resolverMemo) set(addr *[16]byte, meta uint64) {
-	if m.meta.Load() == meta && meta != 0 &&
-		m.lo.Load() == binary.LittleEndian.Uint64(addr[:8]) &&
-		m.hi.Load() == binary.LittleEndian.Uint64(addr[8:]) {
-		return
+	lo, hi := binary.LittleEndian.Uint64(addr[:8]), binary.LittleEndian.Uint64(addr[8:])
+	if old := m.meta.Load(); old == meta && m.lo.Load() == lo && m.hi.Load() == hi {
+		return // already this
+	} else if meta != 0 && old != 0 && old>>32 == meta>>32 &&
+		(uint16(old) != uint16(meta) || m.lo.Load() != lo || m.hi.Load() != hi) {
+		return // another resolver's memo of this tick
 	}
 	seq := m.seq.Load()
 	m.seq.Store(seq + 1)
 	m.meta.Store(meta)
-	m.lo.Store(binary.LittleEndian.Uint64(addr[:8]))
-	m.hi.Store(binary.LittleEndian.Uint64(addr[8:]))
+	m.lo.Store(lo)
+	m.hi.Store(hi)
 	m.seq.Store(seq + 2)
 }
 
@@ -195,9 +203,9 @@ func (t *resolverTable) queryAt(p *dnsttPacket, addr *[16]byte, g geoID, now int
 			if int32(tick-e.lastSeen) > 0 {
 				e.lastSeen = tick
 			}
-			if e.lastSeen == tick {
-				s.memo.set(addr, meta)
-			}
+			// The memo states the entry as it now is, whatever the order
+			// of the queries.
+			s.memo.set(addr, memoMeta(e.lastSeen, e.geo, dom1))
 			s.mu.Unlock()
 			return
 		}
