@@ -162,13 +162,14 @@ func (pl *pipeline) count(p *dnsttPacket, r ignoreReason, iface uint64, now int6
 		return
 	}
 	g := pl.geo.lookup(p.resolver)
+	a := p.resolver.As16() // converted once for both tables
 	if p.dir == dirQuery {
 		pl.sessions.query(p, g, now)
-		pl.pending.query(p, now)
-		pl.resolvers.query(p, g, now)
+		pl.pending.queryAt(p, &a, now)
+		pl.resolvers.queryAt(p, &a, g, now)
 	} else {
 		pl.sessions.response(p, g, now)
-		pl.pending.response(p, now)
+		pl.pending.responseAt(p, &a, now)
 	}
 }
 

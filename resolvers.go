@@ -44,6 +44,65 @@ type resolverShard struct {
 	limit int             // most entries; read-only
 	most  int             // most slots: limit × resolverLoadNum/resolverLoadDen + 1; read-only
 	seed  uint64          // hash seed, copied from the table; read-only
+	memo  resolverMemo    // the shard's latest query, read without mu
+	_     [32]byte        // pad to 128 bytes: shards share no cache line
+}
+
+// resolverMemo remembers an entry of its shard: its address, domain1,
+// geoID and lastSeen tick. While it holds, the table has that entry with
+// that geoID and that lastSeen, so a query
+// equal to it in all four would change nothing and needs no lock: the
+// common case of a busy resolver, which sends many queries per ms tick.
+// It is written only under the shard's mu: query offers it every entry
+// it finds or adds, as the entry then is (set always takes the offer for
+// the memo's own entry, so the memo follows every change of it), and the
+// sweep clears it whenever it removes an entry of the shard; readers use it as a seqlock: seq is
+// odd while a write is under way, and a read that sees seq change is
+// discarded.
+type resolverMemo struct {
+	seq    atomic.Uint32
+	lo, hi atomic.Uint64 // address halves, as resolverHash reads them
+	meta   atomic.Uint64 // tick<<32 | geo<<16 | domain1; 0 when empty
+}
+
+// memoMeta packs a memo's tick, geoID and domain1 (never 0: domain1 ≥ 1).
+func memoMeta(tick uint32, g geoID, domain1 uint16) uint64 {
+	return uint64(tick)<<32 | uint64(g)<<16 | uint64(domain1)
+}
+
+// holds reports whether the memo is the query (addr, meta), without a lock.
+func (m *resolverMemo) holds(addr *[16]byte, meta uint64) bool {
+	seq := m.seq.Load()
+	if seq&1 != 0 {
+		return false
+	}
+	ok := m.meta.Load() == meta &&
+		m.lo.Load() == binary.LittleEndian.Uint64(addr[:8]) &&
+		m.hi.Load() == binary.LittleEndian.Uint64(addr[8:])
+	return ok && m.seq.Load() == seq
+}
+
+// set makes the memo (addr, meta); meta 0 empties it. A memo of another
+// resolver (or domain) of the same tick stays: a write costs five atomic
+// stores, so the memo changes hands at most once per tick while queries
+// of many resolvers take turns in a shard (BenchmarkResolverQuery), and
+// the first resolver of a tick keeps it. A memo of the same resolver and
+// domain is always rewritten, for its geoID may have changed. Guarded by
+// the shard's mu.
+func (m *resolverMemo) set(addr *[16]byte, meta uint64) {
+	lo, hi := binary.LittleEndian.Uint64(addr[:8]), binary.LittleEndian.Uint64(addr[8:])
+	if old := m.meta.Load(); old == meta && m.lo.Load() == lo && m.hi.Load() == hi {
+		return // already this
+	} else if meta != 0 && old != 0 && old>>32 == meta>>32 &&
+		(uint16(old) != uint16(meta) || m.lo.Load() != lo || m.hi.Load() != hi) {
+		return // another resolver's memo of this tick
+	}
+	seq := m.seq.Load()
+	m.seq.Store(seq + 1)
+	m.meta.Store(meta)
+	m.lo.Store(lo)
+	m.hi.Store(hi)
+	m.seq.Store(seq + 2)
 }
 
 // resolverTable tracks the resolvers with a query in the activity window
@@ -107,6 +166,12 @@ func resolverHash(seed uint64, addr *[16]byte, domain1 uint16) uint64 {
 // on the sessions' clock). Queries of untracked sessions count here too
 // (SPEC section 7).
 func (t *resolverTable) query(p *dnsttPacket, g geoID, now int64) {
+	a := p.resolver.As16()
+	t.queryAt(p, &a, g, now)
+}
+
+// queryAt is query with p.resolver already in 16-byte form, addr.
+func (t *resolverTable) queryAt(p *dnsttPacket, addr *[16]byte, g geoID, now int64) {
 	if t.shards == nil {
 		return
 	}
@@ -115,14 +180,17 @@ func (t *resolverTable) query(p *dnsttPacket, g geoID, now int64) {
 	if int(g) >= st.geoIDs {
 		g = 0
 	}
-	addr := p.resolver.As16()
 	dom1 := d + 1
-	h := resolverHash(t.seed, &addr, dom1)
+	h := resolverHash(t.seed, addr, dom1)
 	s := &t.shards[h>>t.shift&uint64(len(t.shards)-1)]
 	tick := uint32(now / nsPerTick)
+	meta := memoMeta(tick, g, dom1)
+	if s.memo.holds(addr, meta) {
+		return // recorded already in this tick: nothing would change
+	}
 	s.mu.Lock()
 	for {
-		i, found := s.find(uint32(h), &addr, dom1)
+		i, found := s.find(uint32(h), addr, dom1)
 		if found {
 			e := &s.slots[i]
 			if e.geo != g {
@@ -135,6 +203,9 @@ func (t *resolverTable) query(p *dnsttPacket, g geoID, now int64) {
 			if int32(tick-e.lastSeen) > 0 {
 				e.lastSeen = tick
 			}
+			// The memo states the entry as it now is, whatever the order
+			// of the queries.
+			s.memo.set(addr, memoMeta(e.lastSeen, e.geo, dom1))
 			s.mu.Unlock()
 			return
 		}
@@ -144,8 +215,9 @@ func (t *resolverTable) query(p *dnsttPacket, g geoID, now int64) {
 			return
 		}
 		if (s.n+1)*resolverLoadNum <= len(s.slots)*resolverLoadDen || len(s.slots) == s.most {
-			s.slots[i] = resolverEntry{addr: addr, domain1: dom1, geo: g, lastSeen: tick}
+			s.slots[i] = resolverEntry{addr: *addr, domain1: dom1, geo: g, lastSeen: tick}
 			s.n++
+			s.memo.set(addr, meta)
 			s.mu.Unlock()
 			st.counters(d, g).resolvers.Add(1)
 			return
@@ -178,6 +250,7 @@ func (t *resolverTable) sweep(now int64) {
 			}
 			st.counters(e.domain1-1, e.geo).resolvers.Add(-1)
 			s.remove(i) // may move a later entry into slot i: look again
+			s.memo.set(&[16]byte{}, 0)
 		}
 		if len(s.slots) > resolverMinSlots && s.n*resolverShrinkDiv < len(s.slots) {
 			s.resize(max(resolverMinSlots, len(s.slots)/2))

@@ -120,6 +120,57 @@ func (t *resolverTable) check(tb testing.TB) {
 	}
 }
 
+// TestResolverMemo: the lock-free memo never hides a change. Queries of
+// one resolver in one ms tick, with the label set switching back and
+// forth, and one of an earlier tick (packets of two rings out of order),
+// leave the resolver counted once, on the label set of the latest query
+// applied; a query of another resolver of the same shard and tick, and
+// a sweep that expires the memo's entry, change nothing of that.
+func TestResolverMemo(t *testing.T) {
+	tab := newTestTable(100, 1, 3)
+	rt := newResolverTable(100, tab) // one shard: every resolver shares its memo
+	p := testResolverPacket(0, "2001:db8::53")
+	o := testResolverPacket(0, "2001:db8::54")
+	counts := func() [3]int64 {
+		var c [3]int64
+		for g := range c {
+			c[g] = tab.counters(0, geoID(g)).resolvers.Load()
+		}
+		return c
+	}
+	now := atSec(1)
+	steps := []struct {
+		p    *dnsttPacket
+		g    geoID
+		at   int64
+		want [3]int64
+	}{
+		{p, 1, now, [3]int64{0, 1, 0}},
+		{p, 1, now, [3]int64{0, 1, 0}}, // the memo's case
+		{p, 2, now, [3]int64{0, 0, 1}},
+		{p, 1, now, [3]int64{0, 1, 0}},
+		{p, 2, now - atSec(0.5), [3]int64{0, 0, 1}}, // earlier tick: lastSeen stays, the set moves
+		{p, 1, now, [3]int64{0, 1, 0}},
+		{o, 0, now, [3]int64{1, 1, 0}},
+		{p, 2, now, [3]int64{1, 0, 1}},
+		{p, 2, now, [3]int64{1, 0, 1}},
+	}
+	for i, s := range steps {
+		rt.query(s.p, s.g, s.at)
+		if got := counts(); got != s.want {
+			t.Fatalf("step %d: active resolvers by label set = %v, want %v", i, got, s.want)
+		}
+	}
+	rt.sweep(now + atSec(100)) // both expire
+	if got := counts(); got != [3]int64{} {
+		t.Fatalf("after the sweep: %v, want none", got)
+	}
+	rt.query(p, 2, now) // the same query as the memo's before the sweep
+	if got := counts(); got != [3]int64{0, 0, 1} {
+		t.Fatalf("after the sweep, the memo's query again: %v, want [0 0 1]", got)
+	}
+}
+
 func TestResolverAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")

@@ -604,7 +604,10 @@ func TestSessionSizes(t *testing.T) {
 	if got := reflect.TypeFor[resolverEntry]().Size(); got != 24 {
 		t.Errorf("resolverEntry is %d bytes, want 24", got)
 	}
-	for _, sz := range []uintptr{reflect.TypeFor[pendingShard]().Size(), reflect.TypeFor[resolverShard]().Size(), reflect.TypeFor[responseStats]().Size() % 64} {
+	if got := reflect.TypeFor[resolverShard]().Size(); got != 128 {
+		t.Errorf("resolverShard is %d bytes, want 128 (two cache lines: the lock and its lock-free memo)", got)
+	}
+	for _, sz := range []uintptr{reflect.TypeFor[pendingShard]().Size(), reflect.TypeFor[responseStats]().Size() % 64} {
 		if sz != 64 && sz != 0 {
 			t.Errorf("a shard or responseStats is %d bytes, want 64 (a multiple of 64 for responseStats)", sz)
 		}
