@@ -388,13 +388,7 @@ func (s *pendingShard) remove(i int) {
 		if e.key == 0 {
 			break
 		}
-		// e may fill the hole at i unless its home lies cyclically in (i, j].
-		h := fastrange(uint32(e.key), n)
-		if i <= j {
-			if i < h && h <= j {
-				continue
-			}
-		} else if i < h || h <= j {
+		if !shiftable(i, j, fastrange(uint32(e.key), n)) {
 			continue
 		}
 		slots[i] = *e

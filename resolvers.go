@@ -303,12 +303,7 @@ func (s *resolverShard) remove(i int) {
 		if e.domain1 == 0 {
 			break
 		}
-		h := fastrange(uint32(resolverHash(s.seed, &e.addr, e.domain1)), n)
-		if i <= j {
-			if i < h && h <= j {
-				continue
-			}
-		} else if i < h || h <= j {
+		if !shiftable(i, j, fastrange(uint32(resolverHash(s.seed, &e.addr, e.domain1)), n)) {
 			continue
 		}
 		slots[i] = *e

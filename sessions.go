@@ -590,13 +590,7 @@ func (s *sessionShard) remove(i int) {
 		if e.domain1 == 0 {
 			break
 		}
-		// e may fill the hole at i unless its home lies cyclically in (i, j].
-		k := s.home(e, n)
-		if i <= j {
-			if i < k && k <= j {
-				continue
-			}
-		} else if i < k || k <= j {
+		if !shiftable(i, j, s.home(e, n)) {
 			continue
 		}
 		slots[i] = *e
@@ -604,6 +598,17 @@ func (s *sessionShard) remove(i int) {
 	}
 	slots[i] = sessionEntry{}
 	s.n--
+}
+
+// shiftable reports whether, in backward-shift deletion from a
+// linear-probing table, the entry at slot j whose home slot is h may fill
+// the hole at slot i: unless its home lies cyclically in (i, j]. The
+// session, pending-query and resolver tables all delete this way.
+func shiftable(i, j, h int) bool {
+	if i <= j {
+		return h <= i || h > j
+	}
+	return h <= i && h > j
 }
 
 // resize moves the shard into a new array of size slots. It is called with
