@@ -699,15 +699,7 @@ func TestLiveDnstmReload(t *testing.T) {
 	if strings.Contains(log, fakeKey) {
 		t.Errorf("a key in the log:\n%s", log)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("no exit within 10 s of SIGTERM")
-	}
+	stopCommand(t, cmd.Process, done, stderr, 10*time.Second)
 }
 
 // FuzzParseDnstmConfig: any file, from the fixtures on, parses without a

@@ -1852,15 +1852,7 @@ func TestLiveSIGTERMDuringScrape(t *testing.T) {
 		})
 	}
 	time.Sleep(200 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit: %v, stderr %q", err, errb.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Error("still running 15 s after SIGTERM")
-	}
+	stopCommand(t, cmd.Process, done, &errb, 15*time.Second)
 	close(stop)
 	wg.Wait()
 	if scrapes.Load() == 0 || broken.Load() != 0 {
@@ -2725,13 +2717,5 @@ func TestLiveGeoIPReload(t *testing.T) {
 	send("127.0.1.5", 0xa1, 3, 600)
 	counts("many-lite.mmdb", map[string]float64{"FR": 16, "IR": 80, "ZZ": 5}, 1)
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v; stderr: %s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("no exit within 10 s of SIGTERM")
-	}
+	stopCommand(t, cmd.Process, done, stderr, 10*time.Second)
 }

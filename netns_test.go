@@ -749,15 +749,7 @@ func runUnprivileged(t *testing.T, ns string, cmd *exec.Cmd) {
 	if got, _ := sumFamily(s, "dnstt_active_clients"); got != float64(want.sessions) {
 		t.Errorf("dnstt_active_clients = %v, want %d", got, want.sessions)
 	}
-	cmd.Process.Signal(unix.SIGTERM)
-	select {
-	case err = <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v, want 0; stderr: %s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("no exit within 10 s of SIGTERM")
-	}
+	stopCommand(t, cmd.Process, done, &stderr, 10*time.Second)
 }
 
 // TestCaptureReplay replays the real captures through a veth into a live
@@ -1095,15 +1087,7 @@ func TestExporterInterfaceFaults(t *testing.T) {
 		s = waitSeries(t, srv, "dnstt_queries_total", late.queries+first.queries)
 		checkSeriesTotals(t, s, late.queries+first.queries, late.bytesIn+first.bytesIn, late.bytesOut+first.bytesOut)
 
-		proc.Signal(unix.SIGTERM)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("exit after SIGTERM: %v, want 0; stderr: %s", err, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("no exit within 10 s of SIGTERM")
-		}
+		stopCommand(t, proc, done, stderr, 10*time.Second)
 	})
 }
 

@@ -20,8 +20,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // soakDuration is how long TestSoak sends; 0 means one minute under
@@ -294,13 +292,5 @@ func TestSoak(t *testing.T) {
 		slices.MinFunc(samples, func(a, b soakSample) int { return int(a.goroutines - b.goroutines) }).goroutines, peak(samples, gor),
 		last.dropped, last.cpuS, last.cpuS/(float64(2*queries)/1e6))
 	t.Log(summary)
-	proc.Signal(unix.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v, want 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("no exit within 10 s of SIGTERM")
-	}
+	stopCommand(t, proc, done, stderr, 10*time.Second)
 }

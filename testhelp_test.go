@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // inCI reports whether the tests run under CI, where a test that cannot run
@@ -39,6 +42,22 @@ func startCommand(t testing.TB, cmd *exec.Cmd) <-chan error {
 		<-exited
 	})
 	return done
+}
+
+// stopCommand sends SIGTERM to p and fails t unless it exits 0 within
+// wait; done is p's exit status from startCommand, stderr its standard
+// error for the message.
+func stopCommand(t testing.TB, p *os.Process, done <-chan error, stderr fmt.Stringer, wait time.Duration) {
+	t.Helper()
+	p.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v, want 0; stderr: %s", err, stderr)
+		}
+	case <-time.After(wait):
+		t.Errorf("no exit within %v of SIGTERM", wait)
+	}
 }
 
 // The sample capture: a real dnstt session pair recorded in a lab, and its
